@@ -18,11 +18,13 @@ pub async fn handle(req: Request) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use openfaas_runtime::http;
+
     use super::*;
 
     #[tokio::test]
     async fn greets_by_name() {
-        let req = Request::builder()
+        let req = http::Request::builder()
             .uri("/?name=faas")
             .body(Body::empty())
             .unwrap();

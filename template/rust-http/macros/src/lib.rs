@@ -13,7 +13,6 @@
 //! ```
 
 use proc_macro::TokenStream;
-use proc_macro2::Span;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{parse_macro_input, FnArg, ItemFn, Type};
@@ -73,19 +72,14 @@ fn expand(func: &ItemFn) -> syn::Result<proc_macro2::TokenStream> {
             pub struct __OpenfaasHandler;
 
             impl #runtime::Handler for __OpenfaasHandler {
-                fn call(
-                    &self,
-                    req: #runtime::Request,
-                ) -> impl ::core::future::Future<Output = #runtime::Response> + ::core::marker::Send {
-                    async move { #runtime::IntoResponse::into_response(#name(req).await) }
+                async fn call(&self, req: #runtime::Request) -> #runtime::Response {
+                    #runtime::IntoResponse::into_response(#name(req).await)
                 }
             }
 
             impl #runtime::__private::Entry for __OpenfaasHandler {
-                fn build() -> impl ::core::future::Future<
-                    Output = ::core::result::Result<Self, #runtime::BoxError>,
-                > + ::core::marker::Send {
-                    async { ::core::result::Result::Ok(__OpenfaasHandler) }
+                async fn build() -> ::core::result::Result<Self, #runtime::BoxError> {
+                    ::core::result::Result::Ok(__OpenfaasHandler)
                 }
             }
         }),
@@ -104,29 +98,22 @@ fn expand(func: &ItemFn) -> syn::Result<proc_macro2::TokenStream> {
                 pub struct __OpenfaasHandler(#state_ty);
 
                 impl #runtime::Handler for __OpenfaasHandler {
-                    fn call(
-                        &self,
-                        req: #runtime::Request,
-                    ) -> impl ::core::future::Future<Output = #runtime::Response> + ::core::marker::Send {
-                        async move { #runtime::IntoResponse::into_response(#name(&self.0, req).await) }
+                    async fn call(&self, req: #runtime::Request) -> #runtime::Response {
+                        #runtime::IntoResponse::into_response(#name(&self.0, req).await)
                     }
                 }
 
                 impl #runtime::__private::Entry for __OpenfaasHandler {
-                    fn build() -> impl ::core::future::Future<
-                        Output = ::core::result::Result<Self, #runtime::BoxError>,
-                    > + ::core::marker::Send {
-                        async {
-                            let state = <#state_ty as #runtime::Init>::init().await?;
-                            ::core::result::Result::Ok(__OpenfaasHandler(state))
-                        }
+                    async fn build() -> ::core::result::Result<Self, #runtime::BoxError> {
+                        let state = <#state_ty as #runtime::Init>::init().await?;
+                        ::core::result::Result::Ok(__OpenfaasHandler(state))
                     }
                 }
             })
         }
         _ => Err(syn::Error::new(
             if args.is_empty() {
-                Span::call_site()
+                sig.paren_token.span.join()
             } else {
                 sig.inputs.span()
             },

@@ -97,8 +97,8 @@ impl Drop for RequestLog {
             path = %self.path,
             status = self.status,
             duration_ms = format_args!("{duration_ms:.1}"),
-            call_id = self.call_id.as_deref().unwrap_or("none"),
-            outcome = self.outcome,
+            call_id = %self.call_id.as_deref().unwrap_or("none"),
+            outcome = %self.outcome,
             "request"
         );
     }
@@ -108,6 +108,15 @@ impl Drop for RequestLog {
 pub(crate) struct Finish {
     body: Deadline<Body>,
     log: RequestLog,
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        // hyper stops polling a body that says it has ended, so "complete" is decided here too.
+        if self.log.outcome == "aborted" && http_body::Body::is_end_stream(&self.body) {
+            self.log.outcome = "complete";
+        }
+    }
 }
 
 impl http_body::Body for Finish {
