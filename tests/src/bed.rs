@@ -1,7 +1,11 @@
 //! The real test bed `tests/run` starts: dockerd (with its embedded BuildKit), a loopback registry
-//! and a busybox base image in it.
+//! and a busybox base image in it, a second registry that requires a password, and optionally a
+//! standalone buildkitd named by `TEST_BUILDKITD_ADDR`.
 
 use std::path::PathBuf;
+use std::process::Command;
+
+use buildkit::{Address, TlsFiles};
 
 /// What a test needs to know of the bed.
 #[derive(Debug, Clone)]
@@ -12,12 +16,31 @@ pub struct Bed {
     pub registry: String,
     /// A busybox image in that registry (`<registry>/bed/busybox:1`).
     pub base_image: String,
+    /// `127.0.0.1:<port>` of a registry with htpasswd auth.
+    pub auth_registry: String,
+    /// Its user name.
+    pub auth_user: String,
+    /// Its password.
+    pub auth_password: String,
+}
+
+/// A daemon the BuildKit tests run against.
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    /// Where it is.
+    pub address: Address,
+    /// TLS for a `tcp://` buildkitd.
+    pub tls: Option<TlsFiles>,
 }
 
 const HOW_TO_START: &str =
-    "this test needs the real test bed (dockerd with its BuildKit, a loopback \
-registry, a base image). Start it with the test command, as root: `tests/run` runs every test, \
+    "this test needs the real test bed (dockerd with its BuildKit, loopback \
+registries, a base image). Start it with the test command, as root: `tests/run` runs every test, \
 `tests/run cargo test -p function-builder-tests` just these";
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {HOW_TO_START}"))
+}
 
 impl Bed {
     /// The running bed.
@@ -26,13 +49,86 @@ impl Bed {
     /// When the bed's variables are not set, with a message saying how to start it. Tests that
     /// need the bed fail without it; they are never skipped.
     pub fn get() -> Self {
-        let var = |name: &str| {
-            std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {HOW_TO_START}"))
-        };
         Self {
             docker_socket: PathBuf::from(var("FB_DOCKER_SOCKET")),
             registry: var("FB_REGISTRY"),
             base_image: var("FB_BASE_IMAGE"),
+            auth_registry: var("FB_AUTH_REGISTRY"),
+            auth_user: var("FB_AUTH_USER"),
+            auth_password: var("FB_AUTH_PASSWORD"),
         }
+    }
+
+    /// Every daemon to test against: the bed's Docker Engine always; a standalone buildkitd too
+    /// when `TEST_BUILDKITD_ADDR` names one (with `TEST_BUILDKITD_TLS_CA`, `_CERT`, `_KEY` and
+    /// `_SERVER_NAME` for TLS).
+    ///
+    /// # Panics
+    /// When `TEST_BUILDKITD_ADDR` is not a valid address.
+    pub fn daemons(&self) -> Vec<Daemon> {
+        let mut daemons = vec![Daemon {
+            address: Address::Docker(self.docker_socket.clone()),
+            tls: None,
+        }];
+        if let Ok(addr) = std::env::var("TEST_BUILDKITD_ADDR") {
+            let address = addr
+                .parse()
+                .expect("TEST_BUILDKITD_ADDR is a buildkit address");
+            let tls = std::env::var("TEST_BUILDKITD_TLS_CA")
+                .ok()
+                .map(|ca| TlsFiles {
+                    ca: ca.into(),
+                    cert: std::env::var("TEST_BUILDKITD_TLS_CERT")
+                        .ok()
+                        .map(Into::into),
+                    key: std::env::var("TEST_BUILDKITD_TLS_KEY").ok().map(Into::into),
+                    server_name: std::env::var("TEST_BUILDKITD_TLS_SERVER_NAME").ok(),
+                });
+            daemons.push(Daemon { address, tls });
+        }
+        daemons
+    }
+
+    /// Runs the Docker CLI against the bed's Engine; returns (success, stdout, stderr).
+    ///
+    /// # Panics
+    /// When the CLI cannot be started.
+    pub fn docker(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new("/usr/bin/docker")
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.docker_socket.display()),
+            )
+            .args(args)
+            .output()
+            .expect("run /usr/bin/docker");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs `script` with `sh -c` in a fresh container of `image`, pulled from its registry (any
+    /// local copy is removed first, so the registry's image is what runs). Returns its stdout.
+    ///
+    /// # Panics
+    /// When the image cannot be pulled or the script fails.
+    pub fn run_in_image(&self, image: &str, script: &str) -> String {
+        let _ = self.docker(&["rmi", "-f", image]);
+        let (ok, _, stderr) = self.docker(&["pull", "-q", image]);
+        assert!(ok, "docker pull {image}: {stderr}");
+        let (ok, stdout, stderr) = self.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            image,
+            "sh",
+            "-c",
+            script,
+        ]);
+        assert!(ok, "docker run {image}: {stderr}");
+        stdout
     }
 }

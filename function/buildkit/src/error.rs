@@ -1,0 +1,76 @@
+//! What can go wrong talking to BuildKit, in terms a caller can act on.
+
+/// An error of the BuildKit client.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildkitError {
+    /// The daemon could not be reached (retrying may help).
+    #[error("cannot reach buildkit at {address}: {message}")]
+    Unavailable {
+        /// The address dialled.
+        address: String,
+        /// Why, from the transport.
+        message: String,
+    },
+    /// A TLS file could not be used.
+    #[error("buildkit tls: {message}")]
+    Tls {
+        /// Which file and why.
+        message: String,
+    },
+    /// A call to the daemon failed outside the build itself.
+    #[error("buildkit {call}: {message}")]
+    Rpc {
+        /// The Control method.
+        call: &'static str,
+        /// The gRPC status code.
+        code: tonic::Code,
+        /// The daemon's message.
+        message: String,
+    },
+    /// The build ran and failed: a Dockerfile error, a failing step, a missing base image.
+    #[error("{message}")]
+    Build {
+        /// BuildKit's message, e.g. `process "/bin/sh -c exit 3" did not complete successfully: exit code: 3`.
+        message: String,
+        /// The step that failed, e.g. `[2/3] RUN make`, when one did.
+        step: Option<String>,
+        /// That step's last lines of output.
+        output: Vec<String>,
+    },
+    /// The image was built but could not be pushed.
+    #[error("push {image}: {message}")]
+    Push {
+        /// The image reference.
+        image: String,
+        /// The registry's or Engine's message.
+        message: String,
+    },
+    /// The session with the daemon broke.
+    #[error("buildkit session: {message}")]
+    Session {
+        /// Why.
+        message: String,
+    },
+}
+
+impl BuildkitError {
+    /// Whether trying again later can help: the daemon (or the transport to it) was unavailable.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unavailable { .. } => true,
+            Self::Rpc { code, .. } => matches!(
+                code,
+                tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+            ),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn rpc(call: &'static str, status: tonic::Status) -> Self {
+        Self::Rpc {
+            call,
+            code: status.code(),
+            message: status.message().to_owned(),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! A BuildKit client: connect to a daemon over unix, TCP (optionally mutual TLS) or a Docker
+//! Engine's socket, run a session that serves the build context (FileSync), registry credentials
+//! (Auth), secrets and health checks, and solve Dockerfile builds with live progress.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), buildkit::BuildkitError> {
+//! use std::sync::Arc;
+//! use buildkit::{Address, BuildRequest, Client, DirTree, Output};
+//!
+//! let address: Address = "docker://".parse().expect("valid address");
+//! let client = Client::connect(&address, None).await?;
+//! let req = BuildRequest::new(Arc::new(DirTree::new("./app")), Output::Push("127.0.0.1:5000/app:1".into()));
+//! let (events, mut progress) = tokio::sync::mpsc::unbounded_channel();
+//! tokio::spawn(async move {
+//!     while let Some(event) = progress.recv().await {
+//!         if let Some(line) = buildkit::render(&event) {
+//!             println!("{line}");
+//!         }
+//!     }
+//! });
+//! let outcome = client.build(req, events).await?;
+//! println!("pushed {:?}", outcome.digest);
+//! # Ok(())
+//! # }
+//! ```
+
+mod address;
+mod client;
+mod connect;
+mod dockerconfig;
+mod error;
+mod fs;
+mod id;
+mod progress;
+mod proto;
+mod push;
+mod render;
+mod session;
+mod solve;
+mod status;
+
+pub use address::{Address, AddressError, DEFAULT_DOCKER_SOCKET};
+pub use client::{Client, Worker};
+pub use connect::TlsFiles;
+pub use dockerconfig::{Credentials, DockerConfig, DockerConfigError};
+pub use error::BuildkitError;
+pub use fs::patterns::{parse_dockerignore, Filter, PatternError, Verdict};
+pub use fs::{DirTree, Entry, EntryKind, SourceTree};
+pub use progress::Event;
+pub use render::render;
+pub use solve::{BuildOutcome, BuildRequest, NetworkMode, Output};

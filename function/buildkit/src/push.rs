@@ -1,0 +1,149 @@
+//! Pushing an image the Docker Engine built: its BuildKit exports to the Engine's image store
+//! (exporter `moby`), so the push goes through the Engine API, as buildx does.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::net::UnixStream;
+
+use crate::BuildkitError;
+
+/// Engine API version: Docker 20.10's, understood by every later Engine.
+const API_VERSION: &str = "v1.41";
+
+/// One line of the push progress stream.
+#[derive(Deserialize)]
+struct PushMessage {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default, rename = "errorDetail")]
+    error_detail: Option<ErrorDetail>,
+    #[serde(default)]
+    aux: Option<PushAux>,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct PushAux {
+    #[serde(rename = "Digest")]
+    digest: Option<String>,
+}
+
+/// Pushes `image` (`name[:tag]`) from the Engine at `socket`, with `registry_auth` as the
+/// `X-Registry-Auth` header; returns the manifest digest the registry stored.
+///
+/// # Errors
+/// [`BuildkitError::Push`] with the registry's message (errors arrive inside a 200 response).
+pub(crate) async fn push(
+    socket: &Path,
+    image: &str,
+    registry_auth: &str,
+) -> Result<String, BuildkitError> {
+    let fail = |message: String| BuildkitError::Push {
+        image: image.to_owned(),
+        message,
+    };
+    let (name, tag) = split_tag(image);
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|err| BuildkitError::Unavailable {
+            address: format!("docker://{}", socket.display()),
+            message: err.to_string(),
+        })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|err| fail(err.to_string()))?;
+    tokio::spawn(conn);
+    let req = http::Request::post(format!("/{API_VERSION}/images/{name}/push?tag={tag}"))
+        .header(http::header::HOST, "api.moby.localhost")
+        .header("x-registry-auth", registry_auth)
+        .body(Empty::<Bytes>::new())
+        .map_err(|err| fail(err.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|err| fail(err.to_string()))?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|err| fail(err.to_string()))?
+        .to_bytes();
+    if !status.is_success() {
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        return Err(fail(format!("engine answered {status}: {message}")));
+    }
+    let mut digest = None;
+    for line in body.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
+        let Ok(message) = serde_json::from_slice::<PushMessage>(line) else {
+            continue;
+        };
+        if let Some(detail) = message.error_detail.filter(|d| !d.message.is_empty()) {
+            return Err(fail(detail.message));
+        }
+        if let Some(error) = message.error {
+            return Err(fail(error));
+        }
+        if let Some(d) = message.aux.and_then(|aux| aux.digest) {
+            digest = Some(d);
+        }
+    }
+    digest.ok_or_else(|| fail("the engine reported no digest for the pushed manifest".to_owned()))
+}
+
+/// `reg:5000/team/app:1.2` → (`reg:5000/team/app`, `1.2`); no tag → `latest`.
+fn split_tag(image: &str) -> (&str, &str) {
+    let last = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last..].rfind(':') {
+        Some(colon) => (&image[..last + colon], &image[last + colon + 1..]),
+        None => (image, "latest"),
+    }
+}
+
+/// The registry host of an image reference, as Docker names it (Docker Hub for bare names).
+pub(crate) fn registry_host(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
+        _ => "docker.io",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_name_and_tag() {
+        assert_eq!(
+            split_tag("127.0.0.1:5000/fn/hello:1.0"),
+            ("127.0.0.1:5000/fn/hello", "1.0")
+        );
+        assert_eq!(
+            split_tag("127.0.0.1:5000/fn/hello"),
+            ("127.0.0.1:5000/fn/hello", "latest")
+        );
+        assert_eq!(split_tag("alpine"), ("alpine", "latest"));
+        assert_eq!(split_tag("alpine:3"), ("alpine", "3"));
+    }
+
+    #[test]
+    fn finds_the_registry_host() {
+        assert_eq!(registry_host("127.0.0.1:5000/fn/hello:1"), "127.0.0.1:5000");
+        assert_eq!(registry_host("ghcr.io/org/fn"), "ghcr.io");
+        assert_eq!(registry_host("localhost/fn"), "localhost");
+        assert_eq!(registry_host("org/fn"), "docker.io");
+        assert_eq!(registry_host("alpine"), "docker.io");
+    }
+}

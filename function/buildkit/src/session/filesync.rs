@@ -1,0 +1,286 @@
+//! FileSync.DiffCopy, sender side: the daemon asks for a local dir (`context`, `dockerfile`), we
+//! send a STAT per entry, then the contents of each file it requests, until it says FIN.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::fs::patterns::Filter;
+use crate::fs::{walk, Walked};
+use crate::proto::filesync::file_sync_server::FileSync;
+use crate::proto::fs::packet::PacketType;
+use crate::proto::fs::Packet;
+use crate::SourceTree;
+
+/// DATA chunk size, as Go's sender reads.
+const DATA_CHUNK: usize = 32 * 1024;
+/// Files streamed at once, as Go's sender does.
+const FILES_IN_PARALLEL: usize = 4;
+/// Packets queued towards the daemon; bounds memory while HTTP/2 flow control holds us back.
+const OUTBOUND_QUEUE: usize = 64;
+
+type Outbound = mpsc::Sender<Result<Packet, Status>>;
+
+pub(super) struct FileSyncService {
+    sources: Arc<HashMap<String, Arc<dyn SourceTree>>>,
+}
+
+impl FileSyncService {
+    pub(super) fn new(sources: HashMap<String, Arc<dyn SourceTree>>) -> Self {
+        Self {
+            sources: Arc::new(sources),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl FileSync for FileSyncService {
+    type DiffCopyStream = ReceiverStream<Result<Packet, Status>>;
+
+    async fn diff_copy(
+        &self,
+        req: Request<Streaming<Packet>>,
+    ) -> Result<Response<Self::DiffCopyStream>, Status> {
+        let metadata = req.metadata();
+        let dir = values(metadata, "dir-name")
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let tree = self
+            .sources
+            .get(&dir)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("no access allowed to dir {dir:?}")))?;
+        // fsutil adds follow paths to the include patterns (symlinks on them are not resolved
+        // here: our contexts never need it for the Dockerfile, the one path the frontend follows).
+        let mut include = values(metadata, "include-patterns");
+        include.extend(values(metadata, "followpaths"));
+        let exclude = values(metadata, "exclude-patterns");
+        let filter = Filter::new(&include, &exclude)
+            .map_err(|err| Status::invalid_argument(err.to_string()))?;
+        tracing::debug!(dir, ?include, ?exclude, "daemon requested a local dir");
+
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        tokio::spawn(send(tree, filter, req.into_inner(), tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type TarStreamStream = ReceiverStream<Result<Packet, Status>>;
+
+    async fn tar_stream(
+        &self,
+        _req: Request<Streaming<Packet>>,
+    ) -> Result<Response<Self::TarStreamStream>, Status> {
+        Err(Status::unimplemented(
+            "only the diffcopy protocol is served",
+        ))
+    }
+}
+
+/// The values of a metadata key, each URL-query-unescaped when the daemon says it encoded them
+/// (`<key>-encoded: 1`, BuildKit v0.12+, for non-ASCII patterns).
+fn values(metadata: &MetadataMap, key: &str) -> Vec<String> {
+    let encoded = metadata
+        .get(format!("{key}-encoded"))
+        .and_then(|v| v.to_str().ok())
+        == Some("1");
+    metadata
+        .get_all(key)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| {
+            if encoded {
+                query_unescape(v)
+            } else {
+                v.to_owned()
+            }
+        })
+        .collect()
+}
+
+/// Go's `url.QueryUnescape`: `+` is a space, `%XX` a byte; a malformed escape is kept as is.
+fn query_unescape(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match bytes.get(i..i + 3) {
+            Some([b'%', hi, lo]) => hex(*hi).zip(hex(*lo)).map(|(hi, lo)| (hi * 16 + lo) as u8),
+            _ => None,
+        };
+        match (escaped, bytes[i]) {
+            (Some(byte), _) => {
+                out.push(byte);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, other) => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The whole exchange for one DiffCopy call. Ends when the daemon sends FIN (answered with FIN),
+/// an error, or goes away; a local failure is reported to it as an ERR packet.
+async fn send(
+    tree: Arc<dyn SourceTree>,
+    filter: Filter,
+    mut inbound: Streaming<Packet>,
+    tx: Outbound,
+) {
+    let listing = {
+        let tree = Arc::clone(&tree);
+        tokio::task::spawn_blocking(move || walk(tree.as_ref(), &filter)).await
+    };
+    let listing = match listing {
+        Ok(Ok(listing)) => listing,
+        Ok(Err(err)) => return send_err(&tx, &format!("walking the context: {err}")).await,
+        Err(err) => return send_err(&tx, &format!("walking the context: {err}")).await,
+    };
+    // Requestable ids: the STAT index of each regular file; each may be requested once.
+    let mut files: HashMap<u32, String> = listing
+        .iter()
+        .enumerate()
+        .filter(|(_, entry)| entry.is_file)
+        .map(|(id, entry)| (id as u32, entry.stat.path.clone()))
+        .collect();
+
+    // STATs go out while requests come in: the daemon may ask for a file before the listing ends.
+    let stats = tokio::spawn(send_stats(listing, tx.clone()));
+    let limit = Arc::new(Semaphore::new(FILES_IN_PARALLEL));
+    let mut transfers = JoinSet::new();
+    loop {
+        let packet = match inbound.message().await {
+            Ok(Some(packet)) => packet,
+            Ok(None) => break,
+            Err(status) => {
+                tracing::debug!(message = status.message(), "daemon ended the transfer");
+                break;
+            }
+        };
+        match PacketType::try_from(packet.r#type) {
+            Ok(PacketType::PacketReq) => {
+                let Some(path) = files.remove(&packet.id) else {
+                    return send_err(&tx, &format!("invalid file id {}", packet.id)).await;
+                };
+                let permit = Arc::clone(&limit).acquire_owned().await;
+                let (tree, tx) = (Arc::clone(&tree), tx.clone());
+                transfers.spawn_blocking(move || {
+                    let _permit = permit;
+                    send_file(tree.as_ref(), packet.id, &path, &tx);
+                });
+            }
+            Ok(PacketType::PacketFin) => {
+                let _ = stats.await;
+                while transfers.join_next().await.is_some() {}
+                let fin = Packet {
+                    r#type: PacketType::PacketFin.into(),
+                    ..Packet::default()
+                };
+                let _ = tx.send(Ok(fin)).await;
+                return;
+            }
+            Ok(PacketType::PacketErr) => {
+                tracing::warn!(error = %String::from_utf8_lossy(&packet.data), "daemon aborted the transfer");
+                break;
+            }
+            _ => return send_err(&tx, &format!("unexpected packet type {}", packet.r#type)).await,
+        }
+    }
+    stats.abort();
+    transfers.abort_all();
+}
+
+async fn send_stats(listing: Vec<Walked>, tx: Outbound) {
+    for entry in listing {
+        let stat = Packet {
+            r#type: PacketType::PacketStat.into(),
+            stat: Some(entry.stat),
+            ..Packet::default()
+        };
+        if tx.send(Ok(stat)).await.is_err() {
+            return;
+        }
+    }
+    // The listing ends with a STAT whose stat is absent, not empty.
+    let _ = tx
+        .send(Ok(Packet {
+            r#type: PacketType::PacketStat.into(),
+            ..Packet::default()
+        }))
+        .await;
+}
+
+/// Streams one file in DATA chunks, then an empty DATA for its end. Runs on a blocking thread.
+fn send_file(tree: &dyn SourceTree, id: u32, path: &str, tx: &Outbound) {
+    let data = |bytes: Vec<u8>| {
+        Ok(Packet {
+            r#type: PacketType::PacketData.into(),
+            id,
+            data: bytes,
+            ..Packet::default()
+        })
+    };
+    // A file that cannot be opened arrives empty, as with Go's sender.
+    if let Ok(mut file) = tree.open(path) {
+        let mut buf = vec![0; DATA_CHUNK];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx.blocking_send(data(buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    let message = format!("reading {path}: {err}");
+                    let _ = tx.blocking_send(Ok(err_packet(&message)));
+                    return;
+                }
+            }
+        }
+    } else {
+        tracing::warn!(path, "could not open a requested file; sending it empty");
+    }
+    let _ = tx.blocking_send(data(Vec::new()));
+}
+
+fn err_packet(message: &str) -> Packet {
+    Packet {
+        r#type: PacketType::PacketErr.into(),
+        data: message.as_bytes().to_vec(),
+        ..Packet::default()
+    }
+}
+
+async fn send_err(tx: &Outbound, message: &str) {
+    tracing::warn!(error = message, "file transfer failed");
+    let _ = tx.send(Ok(err_packet(message))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_unescape;
+
+    #[test]
+    fn unescapes_like_go_query_unescape() {
+        assert_eq!(query_unescape("caf%C3%A9+bar"), "café bar");
+        assert_eq!(query_unescape("100%"), "100%");
+        assert_eq!(query_unescape("%zz"), "%zz");
+        assert_eq!(query_unescape("plain/path"), "plain/path");
+    }
+}

@@ -1,0 +1,352 @@
+//! A Dockerfile build: session, Solve and Status run together; dropping the future cancels the
+//! solve and ends the session on every path.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::dockerconfig::DockerConfig;
+use crate::progress::{Event, Tracker};
+use crate::proto::control::{Exporter, SolveRequest, StatusRequest};
+use crate::session::{self, Services};
+use crate::{Address, BuildkitError, Client, SourceTree};
+
+/// How long Status may stay silent after Solve returned before we stop reading it (Go's 5 s).
+const STATUS_DRAIN: Duration = Duration::from_secs(5);
+/// Log lines kept per step, for the error of a failing step.
+const FAILED_STEP_LINES: usize = 20;
+
+/// The network `RUN` steps get.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// BuildKit's default (the worker's network; on a dockerd without a bridge, `RUN` fails with
+    /// "network bridge not found").
+    #[default]
+    Default,
+    /// No network at all: for untrusted code, and on a dockerd without a bridge.
+    None,
+}
+
+/// What happens to the built image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Push to its registry under this reference.
+    Push(String),
+    /// Build and tag it, but do not push (buildkitd keeps it only in its cache; a Docker Engine
+    /// stores it in its image store).
+    Tag(String),
+    /// Build only.
+    Discard,
+}
+
+/// A Dockerfile build.
+pub struct BuildRequest {
+    /// The build context; also where the Dockerfile is read from.
+    pub context: Arc<dyn SourceTree>,
+    /// The Dockerfile's path inside the context.
+    pub dockerfile: String,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// Target platforms (`linux/amd64`); empty for the daemon's own.
+    pub platforms: Vec<String>,
+    /// Stage to build; `None` for the last.
+    pub target: Option<String>,
+    /// Network of `RUN` steps.
+    pub network: NetworkMode,
+    /// What to do with the image.
+    pub output: Output,
+    /// The session's shared key: the daemon sends only what changed since the last build under
+    /// the same key, judged by size, mode and mtime, never content.
+    pub shared_key: String,
+    /// Registry credentials for pulls and the push.
+    pub registry_auth: Arc<DockerConfig>,
+    /// Secrets for `RUN --mount=type=secret,id=…`.
+    pub secrets: HashMap<String, Bytes>,
+}
+
+impl BuildRequest {
+    /// A build of `context/Dockerfile` with defaults everywhere else.
+    pub fn new(context: Arc<dyn SourceTree>, output: Output) -> Self {
+        Self {
+            context,
+            dockerfile: "Dockerfile".to_owned(),
+            build_args: BTreeMap::new(),
+            platforms: Vec::new(),
+            target: None,
+            network: NetworkMode::Default,
+            output,
+            shared_key: String::new(),
+            registry_auth: Arc::new(DockerConfig::default()),
+            secrets: HashMap::new(),
+        }
+    }
+}
+
+/// What a successful build produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildOutcome {
+    /// The pushed manifest's digest (`sha256:…`) when the image was pushed.
+    pub digest: Option<String>,
+    /// The daemon's exporter response (e.g. `containerimage.digest`, `image.name`).
+    pub exporter_response: HashMap<String, String>,
+}
+
+/// Aborts a spawned task when dropped, so no path leaves it running.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Client {
+    /// Runs `req` and streams its progress to `events` as it happens. Dropping the returned
+    /// future cancels the build: the Solve call is reset and the session closed.
+    ///
+    /// # Errors
+    /// [`BuildkitError::Build`] when the build itself fails (with the failing step's output),
+    /// [`BuildkitError::Push`] when the push fails, others when the daemon misbehaves or is gone.
+    pub async fn build(
+        &self,
+        req: BuildRequest,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Result<BuildOutcome, BuildkitError> {
+        let is_docker = matches!(self.address, Address::Docker(_));
+        let mut sources: HashMap<String, Arc<dyn SourceTree>> = HashMap::new();
+        sources.insert("context".to_owned(), Arc::clone(&req.context));
+        sources.insert("dockerfile".to_owned(), Arc::clone(&req.context));
+        let services = Services {
+            sources,
+            auth: Arc::clone(&req.registry_auth),
+            secrets: req.secrets.clone(),
+        };
+        let session = session::start(self.control.clone(), &req.shared_key, services);
+
+        let build_ref = crate::id::new();
+        let solve_request = solve_request(&req, &build_ref, session.id(), is_docker);
+        let failures = Arc::new(std::sync::Mutex::new(FailedSteps::default()));
+        let status = AbortOnDrop(tokio::spawn(follow_status(
+            self.clone(),
+            build_ref.clone(),
+            events,
+            Arc::clone(&failures),
+        )));
+
+        let solved = self.control.clone().solve(solve_request).await;
+        // Let the status stream deliver the last updates (the failing step's log among them).
+        let mut status = status;
+        let _ = tokio::time::timeout(STATUS_DRAIN, &mut status.0).await;
+        drop(status);
+
+        let response = match solved {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                drop(session);
+                return Err(solve_error(self, status, &failures));
+            }
+        };
+        let exporter_response: HashMap<String, String> =
+            response.exporter_response.into_iter().collect();
+        let digest = match (&req.output, &self.address) {
+            (Output::Push(image), Address::Docker(socket)) => {
+                drop(session);
+                let host = crate::push::registry_host(image).to_owned();
+                let config = Arc::clone(&req.registry_auth);
+                let header =
+                    tokio::task::spawn_blocking(move || config.registry_auth_header(&host))
+                        .await
+                        .map_err(|err| BuildkitError::Push {
+                            image: image.clone(),
+                            message: err.to_string(),
+                        })?
+                        .map_err(|err| BuildkitError::Push {
+                            image: image.clone(),
+                            message: err.to_string(),
+                        })?;
+                Some(crate::push::push(socket, image, &header).await?)
+            }
+            (Output::Push(_), _) => exporter_response.get("containerimage.digest").cloned(),
+            _ => None,
+        };
+        Ok(BuildOutcome {
+            digest,
+            exporter_response,
+        })
+    }
+}
+
+fn solve_request(
+    req: &BuildRequest,
+    build_ref: &str,
+    session_id: &str,
+    is_docker: bool,
+) -> SolveRequest {
+    let mut attrs = HashMap::new();
+    attrs.insert("filename".to_owned(), req.dockerfile.clone());
+    for (name, value) in &req.build_args {
+        attrs.insert(format!("build-arg:{name}"), value.clone());
+    }
+    if !req.platforms.is_empty() {
+        attrs.insert("platform".to_owned(), req.platforms.join(","));
+    }
+    if let Some(target) = &req.target {
+        attrs.insert("target".to_owned(), target.clone());
+    }
+    if req.network == NetworkMode::None {
+        attrs.insert("force-network-mode".to_owned(), "none".to_owned());
+    }
+    let exporter = match (&req.output, is_docker) {
+        // A Docker Engine's own image store; its push goes through the Engine API afterwards.
+        (Output::Push(image) | Output::Tag(image), true) => Some(Exporter {
+            r#type: "moby".to_owned(),
+            attrs: HashMap::from([("name".to_owned(), image.clone())]),
+        }),
+        (Output::Push(image), false) => Some(Exporter {
+            r#type: "image".to_owned(),
+            attrs: HashMap::from([
+                ("name".to_owned(), image.clone()),
+                ("push".to_owned(), "true".to_owned()),
+            ]),
+        }),
+        (Output::Tag(image), false) => Some(Exporter {
+            r#type: "image".to_owned(),
+            attrs: HashMap::from([
+                ("name".to_owned(), image.clone()),
+                ("push".to_owned(), "false".to_owned()),
+            ]),
+        }),
+        (Output::Discard, _) => None,
+    };
+    SolveRequest {
+        r#ref: build_ref.to_owned(),
+        session: session_id.to_owned(),
+        frontend: "dockerfile.v0".to_owned(),
+        frontend_attrs: attrs,
+        // Old daemons read only the deprecated fields, new ones prefer the list: send both.
+        exporter_deprecated: exporter
+            .as_ref()
+            .map(|e| e.r#type.clone())
+            .unwrap_or_default(),
+        exporter_attrs_deprecated: exporter
+            .as_ref()
+            .map(|e| e.attrs.clone())
+            .unwrap_or_default(),
+        exporters: exporter.into_iter().collect(),
+        ..SolveRequest::default()
+    }
+}
+
+/// Reads the build's status stream into `events`, remembering the output of steps that fail.
+async fn follow_status(
+    client: Client,
+    build_ref: String,
+    events: mpsc::UnboundedSender<Event>,
+    failures: Arc<std::sync::Mutex<FailedSteps>>,
+) {
+    let mut stream = match client
+        .control
+        .clone()
+        .status(StatusRequest { r#ref: build_ref })
+        .await
+    {
+        Ok(stream) => stream.into_inner(),
+        Err(status) => {
+            tracing::warn!(
+                message = status.message(),
+                "could not follow the build's status"
+            );
+            return;
+        }
+    };
+    let mut tracker = Tracker::new();
+    let deliver = |batch: Vec<Event>| {
+        let mut failures = failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for event in batch {
+            failures.observe(&event);
+            let _ = events.send(event);
+        }
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(update)) => deliver(tracker.update(update.into())),
+            Ok(None) => break,
+            Err(status) => {
+                tracing::debug!(
+                    message = status.message(),
+                    "status stream ended with an error"
+                );
+                break;
+            }
+        }
+    }
+    deliver(tracker.finish());
+}
+
+/// The last lines of output of each step, and the steps that failed.
+#[derive(Default)]
+struct FailedSteps {
+    output: HashMap<String, VecDeque<String>>,
+    failed: Option<(String, Vec<String>)>,
+}
+
+impl FailedSteps {
+    fn observe(&mut self, event: &Event) {
+        match event {
+            Event::Log { vertex, line, .. } => {
+                let lines = self.output.entry(vertex.clone()).or_default();
+                if lines.len() == FAILED_STEP_LINES {
+                    lines.pop_front();
+                }
+                lines.push_back(line.clone());
+            }
+            Event::VertexFailed {
+                digest,
+                name,
+                canceled: false,
+                ..
+            } if self.failed.is_none() => {
+                let lines = self
+                    .output
+                    .remove(digest)
+                    .map(Vec::from)
+                    .unwrap_or_default();
+                self.failed = Some((name.clone(), lines));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn solve_error(
+    client: &Client,
+    status: tonic::Status,
+    failures: &std::sync::Mutex<FailedSteps>,
+) -> BuildkitError {
+    match status.code() {
+        tonic::Code::Unavailable => BuildkitError::Unavailable {
+            address: client.address.to_string(),
+            message: status.message().to_owned(),
+        },
+        _ => {
+            let failed = failures
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .failed
+                .take();
+            let (step, output) =
+                failed.map_or((None, Vec::new()), |(name, lines)| (Some(name), lines));
+            BuildkitError::Build {
+                message: status.message().to_owned(),
+                step,
+                output,
+            }
+        }
+    }
+}
