@@ -143,6 +143,8 @@ async fn sigterm_refuses_new_connections_and_finishes_the_request_in_flight() {
         .unwrap();
     assert!(killed.success());
     probe.expect_log(&["SIGTERM received"]).await;
+    // Logged once the listener is closed.
+    probe.expect_log(&["new connections are refused"]).await;
     assert!(
         tokio::net::TcpStream::connect(probe.addr).await.is_err(),
         "a new connection after SIGTERM is refused"
