@@ -176,11 +176,15 @@ async fn send(
                 let Some(path) = files.remove(&packet.id) else {
                     return send_err(&tx, &format!("invalid file id {}", packet.id)).await;
                 };
-                let permit = Arc::clone(&limit).acquire_owned().await;
-                let (tree, tx) = (Arc::clone(&tree), tx.clone());
-                transfers.spawn_blocking(move || {
-                    let _permit = permit;
-                    send_file(tree.as_ref(), packet.id, &path, &tx);
+                // Never wait for a free slot here: the daemon's writer may be blocked sending
+                // its next REQ until we read it, and stop reading our DATA meanwhile.
+                let (tree, tx, limit) = (Arc::clone(&tree), tx.clone(), Arc::clone(&limit));
+                transfers.spawn(async move {
+                    let Ok(_permit) = limit.acquire_owned().await else {
+                        return;
+                    };
+                    let send = move || send_file(tree.as_ref(), packet.id, &path, &tx);
+                    let _ = tokio::task::spawn_blocking(send).await;
                 });
             }
             Ok(PacketType::PacketFin) => {
