@@ -301,3 +301,36 @@ async fn the_daemon_answers_list_workers_and_info() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_context_of_many_small_files_transfers_completely() {
+    // Thousands of REQs in flight at once once deadlocked the transfer (the daemon stops reading
+    // DATA while it waits to send a REQ we had not read).
+    const FILES: usize = 5_000;
+    let bed = Bed::get();
+    let dir = dockerfile_context(&format!("FROM {}\nCOPY . /ctx/\n", bed.base_image));
+    for i in 0..FILES {
+        let sub = dir.path().join(format!("d{:02}", i / 100));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join(format!("f{i:04}")), format!("{i}\n").repeat(200)).unwrap();
+    }
+    for (n, daemon) in bed.daemons().iter().enumerate() {
+        let image = format!("{}/tests/many:{n}", bed.registry);
+        let mut req = context_request(dir.path(), Output::Push(image.clone()));
+        req.shared_key = format!("many-{}-{n}", std::process::id());
+        let (result, lines) = tokio::time::timeout(Duration::from_secs(120), build(daemon, req))
+            .await
+            .expect("the transfer finishes within 2 minutes");
+        result.unwrap_or_else(|err| {
+            panic!("build on {}: {err}\n{}", daemon.address, lines.join("\n"))
+        });
+        let count = bed.run_in_image(
+            &image,
+            "find /ctx -type f | wc -l && cat /ctx/d49/f4999 | head -1",
+        );
+        assert_eq!(
+            count.split_whitespace().collect::<Vec<_>>(),
+            [&(FILES + 1).to_string(), "4999"]
+        );
+    }
+}
