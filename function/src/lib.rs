@@ -1,18 +1,142 @@
 //! function-builder: the OpenFaaS Function Builder API as a function of the rust-http template.
 //!
 //! Routes (behind of-watchdog, which adds `/_/health` and `/_/ready` of its own):
-//! - `GET /healthz`: liveness, `{"status":"ok"}`;
+//! - `POST /build`: a signed tar (`com.openfaas.docker.config` + `context/`) in, an image built
+//!   by BuildKit and pushed out, with the build log as JSON or NDJSON;
+//! - `GET /healthz`: liveness;
+//! - `GET /ready`: ready only when BuildKit answers;
 //! - anything else: 404 with a JSON error naming the method and path.
 
+mod build;
+mod buildconfig;
+mod error;
+mod settings;
+mod unpack;
+mod verify;
+
+use std::sync::Arc;
+
+use buildkit::Client;
 use openfaas_runtime::http::{Method, StatusCode};
-use openfaas_runtime::{handler, json, json_error, Request, Response};
+use openfaas_runtime::{handler, json, json_error, BoxError, Init, Request, Response};
+
+pub use buildconfig::BuildConfig;
+pub use error::BuildError;
+pub use settings::{Settings, SettingsError};
+
+/// The builder's state, built once at start.
+pub struct Builder {
+    settings: Settings,
+    client: tokio::sync::Mutex<Option<Client>>,
+    this: std::sync::Weak<Builder>,
+}
+
+impl Builder {
+    /// A builder with `settings`; BuildKit is dialled on first use.
+    pub fn new(settings: Settings) -> Arc<Self> {
+        Arc::new_cyclic(|this| Self {
+            settings,
+            client: tokio::sync::Mutex::new(None),
+            this: this.clone(),
+        })
+    }
+
+    fn clone_for_task(&self) -> Arc<Self> {
+        self.this.upgrade().expect("a Builder lives in an Arc")
+    }
+
+    /// The BuildKit client, connecting (again) when there is none.
+    async fn client(&self) -> Result<Client, BuildError> {
+        let mut client = self.client.lock().await;
+        if let Some(client) = client.as_ref() {
+            return Ok(client.clone());
+        }
+        let connected =
+            Client::connect(&self.settings.buildkit, self.settings.buildkit_tls.as_ref()).await?;
+        *client = Some(connected.clone());
+        Ok(connected)
+    }
+
+    /// The payload secret, read per request so a rotated secret takes effect; `None` when HMAC
+    /// checking is disabled.
+    async fn payload_secret(&self) -> Result<Option<Vec<u8>>, BuildError> {
+        if self.settings.disable_hmac {
+            return Ok(None);
+        }
+        let path = &self.settings.payload_secret_path;
+        let secret = tokio::fs::read(path)
+            .await
+            .map_err(|e| BuildError::Internal {
+                message: format!("cannot read the payload secret {}: {e}", path.display()),
+            })?;
+        Ok(Some(secret.trim_ascii().to_vec()))
+    }
+
+    async fn ready(&self) -> Response {
+        let answered = match self.client().await {
+            Ok(client) => client
+                .list_workers()
+                .await
+                .map(|_| ())
+                .map_err(BuildError::from),
+            Err(err) => Err(err),
+        };
+        match answered {
+            Ok(()) => json(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
+            Err(err) => {
+                // A broken channel is dropped so the next check dials again.
+                *self.client.lock().await = None;
+                json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("buildkit is not ready: {err}"),
+                )
+            }
+        }
+    }
+}
+
+/// The state `#[handler]` builds once: settings from the environment.
+pub struct State(Arc<Builder>);
+
+impl Init for State {
+    async fn init() -> Result<Self, BoxError> {
+        let settings = Settings::from_env()?;
+        if settings.disable_hmac {
+            tracing::warn!("disable_hmac=true: build requests are NOT authenticated; use this for local development only");
+        } else if let Err(err) = std::fs::metadata(&settings.payload_secret_path) {
+            return Err(format!(
+                "payload secret {}: {err}",
+                settings.payload_secret_path.display()
+            )
+            .into());
+        }
+        tracing::info!(buildkit = %settings.buildkit, network = ?settings.network, "builder configured");
+        Ok(Self(Builder::new(settings)))
+    }
+}
+
+impl std::ops::Deref for State {
+    type Target = Builder;
+
+    fn deref(&self) -> &Builder {
+        &self.0
+    }
+}
 
 #[handler]
-pub async fn handle(req: Request) -> Response {
+pub async fn handle(state: &State, req: Request) -> Response {
+    route(state, req).await
+}
+
+/// Dispatches a request; what `handle` does, for callers holding a [`Builder`].
+pub async fn route(builder: &Builder, req: Request) -> Response {
     match (req.method(), req.uri().path()) {
+        (&Method::POST, "/build") => build::handle(builder, req).await,
         (&Method::GET | &Method::HEAD, "/healthz") => {
             json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
         }
+        (&Method::GET, "/ready") => builder.ready().await,
+        (_, "/build") => json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST /build"),
         (method, path) => json_error(
             StatusCode::NOT_FOUND,
             &format!("no route for {method} {path}"),
@@ -26,13 +150,18 @@ mod tests {
 
     use super::*;
 
+    fn builder() -> Arc<Builder> {
+        let settings = Settings::from_env().unwrap();
+        Builder::new(settings)
+    }
+
     async fn call(method: Method, path: &str) -> (StatusCode, serde_json::Value) {
         let req = http::Request::builder()
             .method(method)
             .uri(path)
             .body(Body::empty())
             .unwrap();
-        let resp = handle(req).await;
+        let resp = route(&builder(), req).await;
         let status = resp.status();
         let body = resp.into_body().collect_bytes(4096).await.unwrap();
         (status, serde_json::from_slice(&body).unwrap())
@@ -53,5 +182,7 @@ mod tests {
             body,
             serde_json::json!({"status": "failed", "error": "no route for POST /nope"})
         );
+        let (status, _) = call(Method::GET, "/build").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     }
 }

@@ -101,13 +101,18 @@ fn parse_upstream(url: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// `0` → disabled; whole seconds; or a Go duration.
-fn parse_timeout(value: &str) -> Option<Option<Duration>> {
+/// A duration as of-watchdog writes them: whole seconds (`30`) or a Go duration (`10m1s`).
+pub fn parse_duration(value: &str) -> Option<Duration> {
     let value = value.trim();
-    let duration = match value.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => parse_go_duration(value)?,
-    };
+    match value.parse::<u64>() {
+        Ok(secs) => Some(Duration::from_secs(secs)),
+        Err(_) => parse_go_duration(value),
+    }
+}
+
+/// `0` → disabled; otherwise [`parse_duration`].
+fn parse_timeout(value: &str) -> Option<Option<Duration>> {
+    let duration = parse_duration(value)?;
     Some((!duration.is_zero()).then_some(duration))
 }
 

@@ -53,7 +53,7 @@ mod server;
 mod service;
 
 pub use body::{Body, BodyTooLarge};
-pub use config::{Config, ConfigError};
+pub use config::{parse_duration, Config, ConfigError};
 pub use handler::{
     handler_fn, json, json_error, Handler, HandlerFn, Init, IntoResponse, Request, Response,
 };

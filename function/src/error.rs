@@ -1,0 +1,129 @@
+//! Every way a build request can fail, and the one place they become HTTP statuses.
+
+use openfaas_runtime::http::StatusCode;
+
+/// Why a request did not produce an image.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// No `X-Build-Signature` header.
+    #[error("missing X-Build-Signature header")]
+    MissingSignature,
+    /// The header is not `sha256=<hex>`.
+    #[error("X-Build-Signature must be sha256=<hex digest>")]
+    MalformedSignature,
+    /// The signature is of another body or key.
+    #[error("signature does not match the payload secret")]
+    BadSignature,
+    /// The body is larger than the builder accepts.
+    #[error("request body larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The body could not be read from the client.
+    #[error("reading the request body: {message}")]
+    Body {
+        /// Why.
+        message: String,
+    },
+    /// The tar or its config is unusable; the message names the entry or field.
+    #[error("{message}")]
+    BadRequest {
+        /// What is wrong.
+        message: String,
+    },
+    /// The build ran and failed (Dockerfile error, failing step, missing base image).
+    #[error("{message}")]
+    BuildFailed {
+        /// BuildKit's message.
+        message: String,
+    },
+    /// The image was built but the registry refused it (credentials, permissions).
+    #[error("{message}")]
+    PushRefused {
+        /// The registry's message.
+        message: String,
+    },
+    /// BuildKit or the registry could not be reached; retrying later may help.
+    #[error("{message}")]
+    Unavailable {
+        /// What could not be reached.
+        message: String,
+    },
+    /// The build took longer than `build_timeout`.
+    #[error("build did not finish within build_timeout ({secs}s)")]
+    Timeout {
+        /// The limit in seconds.
+        secs: u64,
+    },
+    /// Our own fault.
+    #[error("internal error: {message}")]
+    Internal {
+        /// What broke.
+        message: String,
+    },
+}
+
+impl BuildError {
+    /// The HTTP status, chosen for the queue-worker's retry policy (it retries 408, 429, 500,
+    /// 502, 503 and 504): what retrying cannot fix is 4xx.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingSignature | Self::MalformedSignature | Self::BadSignature => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Body { .. } | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::BuildFailed { .. } | Self::PushRefused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for errors that retrying can fix.
+    pub fn retry_after(&self) -> Option<u64> {
+        matches!(self, Self::Unavailable { .. }).then_some(10)
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+        }
+    }
+}
+
+impl From<buildkit::BuildkitError> for BuildError {
+    fn from(err: buildkit::BuildkitError) -> Self {
+        use buildkit::BuildkitError as E;
+        match err {
+            E::Build { message, .. } => Self::BuildFailed { message },
+            E::Push { image, message } => {
+                let lower = message.to_lowercase();
+                let refused = [
+                    "unauthorized",
+                    "denied",
+                    "authentication required",
+                    "no basic auth credentials",
+                ]
+                .iter()
+                .any(|needle| lower.contains(needle));
+                let message = format!("push {image}: {message}");
+                if refused {
+                    Self::PushRefused { message }
+                } else {
+                    Self::Unavailable { message }
+                }
+            }
+            err if err.is_retryable() => Self::Unavailable {
+                message: err.to_string(),
+            },
+            E::Session { message } => Self::Unavailable {
+                message: format!("buildkit session: {message}"),
+            },
+            other => Self::Internal {
+                message: other.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The builder's settings, from environment variables set in stack.yml.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use buildkit::{Address, NetworkMode, TlsFiles};
+
+/// Everything the builder reads once at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// File holding the HMAC key (`payload_secret_path`); whitespace around it is ignored.
+    pub payload_secret_path: PathBuf,
+    /// `disable_hmac=true`: accept unsigned requests. For local development only.
+    pub disable_hmac: bool,
+    /// Largest request body accepted (`max_request_bytes`).
+    pub max_request_bytes: u64,
+    /// Largest total of file bytes a request may unpack to (`max_unpacked_bytes`).
+    pub max_unpacked_bytes: u64,
+    /// Most tar entries a request may hold (`max_entries`).
+    pub max_entries: u64,
+    /// The daemon (`buildkit_url`): `unix://`, `tcp://` or `docker://`.
+    pub buildkit: Address,
+    /// TLS for a `tcp://` daemon (`buildkit_tls_ca`, `_cert`, `_key`, `_server_name`).
+    pub buildkit_tls: Option<TlsFiles>,
+    /// Registry credentials (`docker_config`), default the pro-builder mount.
+    pub docker_config: PathBuf,
+    /// Network of `RUN` steps (`build_network`: `default` or `none`).
+    pub network: NetworkMode,
+    /// Longest a build may take (`build_timeout`), below of-watchdog's `exec_timeout`.
+    pub build_timeout: Duration,
+}
+
+/// A setting that could not be understood; names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct SettingsError {
+    var: &'static str,
+    message: String,
+}
+
+impl Settings {
+    /// Reads the settings from the environment.
+    ///
+    /// # Errors
+    /// When a variable is set to something unusable.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let err = |var: &'static str, message: String| SettingsError { var, message };
+        let number = |var: &'static str, default: u64| match get(var) {
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| err(var, format!("{v:?} is not a whole number"))),
+            None => Ok(default),
+        };
+        let buildkit =
+            get("buildkit_url").unwrap_or_else(|| "unix:///run/buildkit/buildkitd.sock".to_owned());
+        let buildkit = buildkit
+            .parse()
+            .map_err(|e: buildkit::AddressError| err("buildkit_url", e.to_string()))?;
+        let buildkit_tls = get("buildkit_tls_ca").map(|ca| TlsFiles {
+            ca: ca.into(),
+            cert: get("buildkit_tls_cert").map(Into::into),
+            key: get("buildkit_tls_key").map(Into::into),
+            server_name: get("buildkit_tls_server_name"),
+        });
+        let network = match get("build_network").as_deref() {
+            None | Some("default") => NetworkMode::Default,
+            Some("none") => NetworkMode::None,
+            Some(other) => {
+                return Err(err(
+                    "build_network",
+                    format!("{other:?} is not `default` or `none`"),
+                ))
+            }
+        };
+        let build_timeout = match get("build_timeout") {
+            Some(v) => openfaas_runtime::parse_duration(&v)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    err(
+                        "build_timeout",
+                        format!("{v:?} is not a duration such as 540 or 9m"),
+                    )
+                })?,
+            None => Duration::from_secs(9 * 60),
+        };
+        Ok(Self {
+            payload_secret_path: get("payload_secret_path")
+                .unwrap_or_else(|| "/var/openfaas/secrets/payload-secret".to_owned())
+                .into(),
+            disable_hmac: get("disable_hmac").is_some_and(|v| v.trim() == "true"),
+            max_request_bytes: number("max_request_bytes", 256 << 20)?,
+            max_unpacked_bytes: number("max_unpacked_bytes", 1 << 30)?,
+            max_entries: number("max_entries", 100_000)?,
+            buildkit,
+            buildkit_tls,
+            docker_config: get("docker_config")
+                .unwrap_or_else(|| "/home/app/.docker/config.json".to_owned())
+                .into(),
+            network,
+            build_timeout,
+        })
+    }
+}
