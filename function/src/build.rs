@@ -110,7 +110,7 @@ async fn prepare(builder: &Builder, req: Request) -> Result<Prepared, BuildError
     let secret = builder.payload_secret().await?;
     let workdir = tempfile::Builder::new()
         .prefix("build-")
-        .tempdir()
+        .tempdir_in(&settings.work_dir)
         .map_err(|e| BuildError::Internal {
             message: format!("creating a work dir: {e}"),
         })?;

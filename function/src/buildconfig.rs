@@ -48,7 +48,7 @@ impl BuildConfig {
             let path = err.path().to_string();
             let inner = err.into_inner();
             match path.as_str() {
-                "." | "" => {
+                "." | "?" | "" => {
                     BuildError::bad_request(format!("{}: {inner}", crate::unpack::CONFIG_NAME))
                 }
                 _ => BuildError::bad_request(format!("{path}: {inner}")),

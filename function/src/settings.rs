@@ -28,6 +28,9 @@ pub struct Settings {
     pub network: NetworkMode,
     /// Longest a build may take (`build_timeout`), below of-watchdog's `exec_timeout`.
     pub build_timeout: Duration,
+    /// Where each request's body and context are unpacked (`work_dir`), default the system's
+    /// temp dir; each request's dir is removed when it ends.
+    pub work_dir: PathBuf,
 }
 
 /// A setting that could not be understood; names the variable.
@@ -103,6 +106,7 @@ impl Settings {
                 .into(),
             network,
             build_timeout,
+            work_dir: get("work_dir").map_or_else(std::env::temp_dir, PathBuf::from),
         })
     }
 }

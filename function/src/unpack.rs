@@ -76,8 +76,15 @@ pub(crate) fn unpack(
         .entries()
         .map_err(|e| BuildError::bad_request(format!("not a tar archive: {e}")))?;
     for entry in entries {
-        let mut entry =
-            entry.map_err(|e| BuildError::bad_request(format!("not a valid tar archive: {e}")))?;
+        let mut entry = entry.map_err(|e| {
+            // The tar crate reports a cut-off archive as "unexpected EOF ..." of kind Other.
+            if e.kind() == io::ErrorKind::UnexpectedEof || e.to_string().contains("unexpected EOF")
+            {
+                BuildError::bad_request(format!("truncated tar archive: {e}"))
+            } else {
+                BuildError::bad_request(format!("not a valid tar archive: {e}"))
+            }
+        })?;
         out.entries += 1;
         if out.entries > limits.entries {
             return Err(BuildError::bad_request(format!(

@@ -1,0 +1,228 @@
+//! The builder behind the template server on 127.0.0.1:0, and request tars shaped like the
+//! official clients' (Python, Node, Go, PHP), signed like them.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use buildkit::{Address, NetworkMode};
+use handler::{Builder, Settings};
+use hmac::{Hmac, Mac};
+use openfaas_runtime::{handler_fn, serve_with, Config, Request};
+use sha2::Sha256;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::bed::Bed;
+
+/// The payload secret the test builders use.
+pub const SECRET: &str = "test-payload-secret";
+
+/// A builder served in-process; stops when dropped.
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+    _dir: TempDir,
+}
+
+/// Settings for a builder against the bed's dockerd, with `RUN` steps on network none.
+///
+/// # Panics
+/// When the temp dir cannot be written.
+pub fn settings(bed: &Bed, dir: &Path) -> Settings {
+    let secret = dir.join("payload-secret");
+    std::fs::write(&secret, format!("  {SECRET}\n")).unwrap();
+    Settings {
+        payload_secret_path: secret,
+        disable_hmac: false,
+        max_request_bytes: 256 << 20,
+        max_unpacked_bytes: 512 << 20,
+        max_entries: 10_000,
+        buildkit: Address::Docker(bed.docker_socket.clone()),
+        buildkit_tls: None,
+        docker_config: dir.join("no-config.json"),
+        network: NetworkMode::None,
+        build_timeout: Duration::from_secs(300),
+        work_dir: dir.join("work"),
+    }
+}
+
+impl Server {
+    /// Starts a builder with settings from [`settings`], changed by `tweak`.
+    ///
+    /// # Panics
+    /// When it cannot listen.
+    pub async fn start(bed: &Bed, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = settings(bed, dir.path());
+        tweak(&mut settings);
+        std::fs::create_dir_all(&settings.work_dir).unwrap();
+        let builder = Builder::new(settings);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let config = Config {
+            addr,
+            read_timeout: Some(Duration::from_secs(300)),
+            write_timeout: Some(Duration::from_secs(300)),
+        };
+        let handler = handler_fn(move |req: Request| {
+            let builder = Arc::clone(&builder);
+            async move { handler::route(&builder, req).await }
+        });
+        tokio::spawn(async move {
+            let _ = serve_with(listener, config, handler, async move {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        Self {
+            addr,
+            _stop: stop,
+            _dir: dir,
+        }
+    }
+}
+
+/// `sha256=<hex>` of `body` under `secret`, as every client computes it.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// How an official client lays out its tar.
+#[derive(Clone, Copy, Debug)]
+pub enum Shape {
+    /// Python `tarfile`: config first, then `context` and its entries, no `./`.
+    Python,
+    /// Node `tar.c(['./context', './com.openfaas.docker.config'])`: `./`-prefixed, config last.
+    Node,
+    /// go-sdk `MakeTar`: a `context` root entry, files, config last (mode 0664).
+    Go,
+    /// PHP Zippy over `build/`: everything under `./`, with a `./` root entry.
+    Php,
+}
+
+/// One entry of a request tar.
+pub enum Item<'a> {
+    /// A directory.
+    Dir(&'a str),
+    /// A regular file with its mode.
+    File(&'a str, &'a [u8], u32),
+    /// A symlink and its target.
+    Symlink(&'a str, &'a str),
+    /// A hardlink and its target.
+    Hardlink(&'a str, &'a str),
+    /// A fifo.
+    Fifo(&'a str),
+}
+
+/// A tar of `items` with names written exactly as given (the tar crate would drop `./`).
+///
+/// # Panics
+/// When a name does not fit a 100-byte ustar name.
+pub fn raw_tar(items: &[Item<'_>]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for item in items {
+        let mut header = tar::Header::new_ustar();
+        let (name, data): (&str, &[u8]) = match item {
+            Item::Dir(name) => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                (name, &[])
+            }
+            Item::File(name, data, mode) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(*mode);
+                (name, data)
+            }
+            Item::Symlink(name, target) | Item::Hardlink(name, target) => {
+                let kind = if matches!(item, Item::Symlink(..)) {
+                    tar::EntryType::Symlink
+                } else {
+                    tar::EntryType::Link
+                };
+                header.set_entry_type(kind);
+                header.set_mode(0o777);
+                header.set_link_name(target).unwrap();
+                (name, &[])
+            }
+            Item::Fifo(name) => {
+                header.set_entry_type(tar::EntryType::Fifo);
+                header.set_mode(0o644);
+                (name, &[])
+            }
+        };
+        let bytes = name.as_bytes();
+        assert!(bytes.len() < 100, "{name}");
+        header.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+        header.set_size(data.len() as u64);
+        header.set_mtime(1_700_000_000);
+        header.set_cksum();
+        builder.append(&header, data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+/// A request tar for `config` and a context of `files` (path, content, mode), laid out as
+/// `shape`'s client does.
+pub fn request_tar(shape: Shape, config: &str, files: &[(&str, &[u8], u32)]) -> Vec<u8> {
+    let prefix = match shape {
+        Shape::Python | Shape::Go => "",
+        Shape::Node | Shape::Php => "./",
+    };
+    let config_name = format!("{prefix}com.openfaas.docker.config");
+    let mut dirs = std::collections::BTreeSet::new();
+    for (path, _, _) in files {
+        let mut parent = String::new();
+        for part in path.split('/').collect::<Vec<_>>().split_last().unwrap().1 {
+            parent = if parent.is_empty() {
+                (*part).to_owned()
+            } else {
+                format!("{parent}/{part}")
+            };
+            dirs.insert(parent.clone());
+        }
+    }
+    let context_dir = match shape {
+        Shape::Go => format!("{prefix}context"),
+        _ => format!("{prefix}context/"),
+    };
+    let dir_names: Vec<String> = dirs
+        .iter()
+        .map(|d| format!("{prefix}context/{d}/"))
+        .collect();
+    let file_names: Vec<String> = files
+        .iter()
+        .map(|(p, _, _)| format!("{prefix}context/{p}"))
+        .collect();
+    let mut items = Vec::new();
+    if matches!(shape, Shape::Php) {
+        items.push(Item::Dir("./"));
+    }
+    let config_mode = if matches!(shape, Shape::Go) {
+        0o664
+    } else {
+        0o644
+    };
+    let config_item = Item::File(&config_name, config.as_bytes(), config_mode);
+    let config_first = matches!(shape, Shape::Python | Shape::Php);
+    if config_first {
+        items.push(config_item);
+    }
+    items.push(Item::Dir(&context_dir));
+    for name in &dir_names {
+        items.push(Item::Dir(name));
+    }
+    for (name, (_, data, mode)) in file_names.iter().zip(files) {
+        items.push(Item::File(name, data, *mode));
+    }
+    if !config_first {
+        items.push(Item::File(&config_name, config.as_bytes(), config_mode));
+    }
+    raw_tar(&items)
+}
