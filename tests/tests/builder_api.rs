@@ -258,6 +258,9 @@ async fn eight_concurrent_builds_all_succeed_with_their_own_results() {
     }
 }
 
+/// (name, body, signature: `None` = a good one, `Some(None)` = no header; status, message part)
+type Case<'a> = (&'a str, Vec<u8>, Option<Option<String>>, u16, &'a str);
+
 #[tokio::test]
 async fn bad_input_gets_the_exact_status_and_a_precise_message_and_leaves_nothing_behind() {
     let bed = Bed::get();
@@ -305,7 +308,7 @@ async fn bad_input_gets_the_exact_status_and_a_precise_message_and_leaves_nothin
     let many_items: Vec<Item<'_>> = many.iter().map(|n| Item::File(n, b"x", 0o644)).collect();
 
     // (name, body, signature override, status, message fragment)
-    let cases: Vec<(&str, Vec<u8>, Option<Option<String>>, u16, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "no signature",
             good.clone(),
