@@ -132,3 +132,20 @@ impl Bed {
         stdout
     }
 }
+
+/// How many processes have `needle` in their command line (from /proc): a way to see a daemon's
+/// `RUN` step start and stop.
+///
+/// # Panics
+/// When /proc cannot be read.
+pub fn processes_running(needle: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            String::from_utf8_lossy(cmdline)
+                .replace('\0', " ")
+                .contains(needle)
+        })
+        .count()
+}

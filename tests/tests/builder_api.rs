@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use function_builder_tests::api::{raw_tar, request_tar, sign, Item, Server, Shape, SECRET};
-use function_builder_tests::bed::Bed;
+use function_builder_tests::bed::{processes_running, Bed};
 use function_builder_tests::client::{read_body, send_tcp, TestBody};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
@@ -492,4 +492,40 @@ async fn bad_input_gets_the_exact_status_and_a_precise_message_and_leaves_nothin
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "temp files left behind: {left:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_cancels_its_build() {
+    let bed = Bed::get();
+    let server = Server::start(&bed, |_| {}).await;
+    let marker = format!("sleep 7{}", std::process::id());
+    let df = format!("FROM {}\nRUN echo started && {marker}\n", bed.base_image);
+    let tar = request_tar(
+        Shape::Go,
+        r#"{"image":"127.0.0.1:1/never/pushed:1"}"#,
+        &[("Dockerfile", df.as_bytes(), 0o644)],
+    );
+    let signature = sign(SECRET, &tar);
+    let resp = post(&server, tar, Some(signature), true).await;
+    assert_eq!(resp.status(), 200);
+    for _ in 0..600 {
+        if processes_running(&marker) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(processes_running(&marker) > 0, "the RUN step started");
+    drop(resp);
+    let mut gone = false;
+    for _ in 0..100 {
+        if processes_running(&marker) == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone,
+        "the daemon stopped the RUN step within 10 s of the disconnect"
+    );
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use buildkit::{
     BuildOutcome, BuildRequest, BuildkitError, Client, DirTree, DockerConfig, NetworkMode, Output,
 };
-use function_builder_tests::bed::{Bed, Daemon};
+use function_builder_tests::bed::{processes_running, Bed, Daemon};
 use function_builder_tests::fixtures::{dockerfile_context, tricky_context};
 use tokio::sync::mpsc;
 
@@ -220,19 +220,6 @@ async fn pushing_to_a_registry_with_auth_needs_the_config_json_credentials() {
             .unwrap_or_else(|err| panic!("push with credentials: {err}\n{}", lines.join("\n")));
         assert!(outcome.digest.is_some_and(|d| d.starts_with("sha256:")));
     }
-}
-
-/// Processes whose command line contains `needle` (from /proc), to see a daemon's RUN step.
-fn processes_running(needle: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
-        .filter(|cmdline| {
-            String::from_utf8_lossy(cmdline)
-                .replace('\0', " ")
-                .contains(needle)
-        })
-        .count()
 }
 
 #[tokio::test]
