@@ -529,3 +529,39 @@ async fn a_client_that_disconnects_cancels_its_build() {
         "the daemon stopped the RUN step within 10 s of the disconnect"
     );
 }
+
+#[tokio::test]
+async fn ready_follows_buildkit() {
+    let bed = Bed::get();
+    let get_ready = |server: &Server| {
+        let addr = server.addr;
+        async move {
+            let req = http::Request::get("/ready")
+                .header("host", "builder")
+                .body(body(Vec::new()))
+                .unwrap();
+            let resp = send_tcp(addr, req).await;
+            let status = resp.status().as_u16();
+            let json: Value = serde_json::from_slice(&read_body(resp).await).unwrap();
+            (status, json)
+        }
+    };
+    let up = Server::start(&bed, |_| {}).await;
+    assert_eq!(
+        get_ready(&up).await,
+        (200, serde_json::json!({"status": "ready"}))
+    );
+    let down = Server::start(&bed, |s| {
+        s.buildkit = "unix:///nonexistent/buildkitd.sock".parse().unwrap()
+    })
+    .await;
+    let (status, json) = get_ready(&down).await;
+    assert_eq!(status, 503);
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("buildkit is not ready: cannot reach buildkit"),
+        "{json}"
+    );
+}
