@@ -71,10 +71,7 @@ pub(crate) async fn handle(builder: &Builder, req: Request) -> Response {
         let image = prepared.config.image.clone().unwrap_or_default();
         let bytes_in = prepared.bytes_in;
         let result = run(builder, prepared, lines_tx).await;
-        let mut log = Vec::new();
-        while let Ok(line) = lines_rx.try_recv() {
-            log.push(line);
-        }
+        let log = drain(&mut lines_rx);
         log_outcome(
             &call_id,
             &image,
@@ -231,9 +228,7 @@ fn stream(
                 result = &mut build => break result,
                 Some(first) = lines_rx.recv() => {
                     let mut batch = vec![first];
-                    while let Ok(more) = lines_rx.try_recv() {
-                        batch.push(more);
-                    }
+                    batch.extend(drain(&mut lines_rx));
                     let report = Report { log: Some(batch), image: image.clone(), status: "in_progress", duration: secs(started), ..Report::default() };
                     if body_tx.send(Ok(ndjson_line(&report))).await.is_err() {
                         return; // the client went away: dropping `build` cancels it
@@ -241,10 +236,7 @@ fn stream(
                 }
             }
         };
-        let mut rest = Vec::new();
-        while let Ok(more) = lines_rx.try_recv() {
-            rest.push(more);
-        }
+        let rest = drain(&mut lines_rx);
         if !rest.is_empty() {
             let report = Report {
                 log: Some(rest),
@@ -284,6 +276,11 @@ fn stream(
         HeaderValue::from_static("application/x-ndjson"),
     );
     resp
+}
+
+/// The lines already queued, without waiting for more.
+fn drain(lines: &mut mpsc::UnboundedReceiver<String>) -> Vec<String> {
+    std::iter::from_fn(|| lines.try_recv().ok()).collect()
 }
 
 /// Cancels the build when the response stream is dropped (the client disconnected).

@@ -133,12 +133,27 @@ impl Bed {
     }
 }
 
-/// How many processes have `needle` in their command line (from /proc): a way to see a daemon's
-/// `RUN` step start and stop.
+/// Waits up to `timeout` until some process has `needle` in its command line (`running`) or none
+/// has (`!running`); returns whether that happened. A way to see a daemon's `RUN` step start and
+/// stop.
+pub async fn wait_for_process(needle: &str, running: bool, timeout: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if (processes_running(needle) > 0) == running {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// How many processes have `needle` in their command line (from /proc).
 ///
 /// # Panics
 /// When /proc cannot be read.
-pub fn processes_running(needle: &str) -> usize {
+fn processes_running(needle: &str) -> usize {
     std::fs::read_dir("/proc")
         .expect("read /proc")
         .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())

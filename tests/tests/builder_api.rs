@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use function_builder_tests::api::{raw_tar, request_tar, sign, Item, Server, Shape, SECRET};
-use function_builder_tests::bed::{processes_running, Bed};
+use function_builder_tests::bed::{wait_for_process, Bed};
 use function_builder_tests::client::{read_body, send_tcp, TestBody};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
@@ -525,22 +525,12 @@ async fn disconnect_cancels(ndjson: bool) {
         let resp = send_tcp(addr, req.body(body(tar)).unwrap()).await;
         let _keep_reading = read_body(resp).await;
     });
-    for _ in 0..600 {
-        if processes_running(&marker) > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(processes_running(&marker) > 0, "the RUN step started");
+    assert!(
+        wait_for_process(&marker, true, Duration::from_secs(60)).await,
+        "the RUN step started"
+    );
     request.abort();
-    let mut gone = false;
-    for _ in 0..100 {
-        if processes_running(&marker) == 0 {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let gone = wait_for_process(&marker, false, Duration::from_secs(10)).await;
     assert!(
         gone,
         "the daemon stopped the RUN step within 10 s of the disconnect"

@@ -8,7 +8,7 @@ use std::time::Duration;
 use buildkit::{
     BuildOutcome, BuildRequest, BuildkitError, Client, DirTree, DockerConfig, NetworkMode, Output,
 };
-use function_builder_tests::bed::{processes_running, Bed, Daemon};
+use function_builder_tests::bed::{wait_for_process, Bed, Daemon};
 use function_builder_tests::fixtures::{dockerfile_context, tricky_context};
 use tokio::sync::mpsc;
 
@@ -236,24 +236,13 @@ async fn dropping_a_build_cancels_it_in_the_daemon_and_the_next_build_succeeds()
         let (events, mut rx) = mpsc::unbounded_channel();
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
         let running = tokio::spawn(async move { client.build(req, events).await });
-        // Wait until the RUN step's process exists in the daemon.
-        for _ in 0..600 {
-            if processes_running(&marker) > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(processes_running(&marker) > 0, "the RUN step started");
+        assert!(
+            wait_for_process(&marker, true, Duration::from_secs(60)).await,
+            "the RUN step started"
+        );
 
         running.abort();
-        let mut gone = false;
-        for _ in 0..100 {
-            if processes_running(&marker) == 0 {
-                gone = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let gone = wait_for_process(&marker, false, Duration::from_secs(10)).await;
         assert!(
             gone,
             "the daemon stopped the RUN step within 10 s of the cancel"
