@@ -3,10 +3,9 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
@@ -160,8 +159,24 @@ async fn send(
 
     // STATs go out while requests come in: the daemon may ask for a file before the listing ends.
     let stats = tokio::spawn(send_stats(listing, tx.clone()));
-    let limit = Arc::new(Semaphore::new(FILES_IN_PARALLEL));
-    let mut transfers = JoinSet::new();
+    // A few blocking workers take requested files from a queue, as Go's sender does. The queue
+    // never blocks this loop: the daemon's writer may be blocked sending its next REQ until we
+    // read it, and stop reading our DATA meanwhile.
+    let (queue, requests) = std::sync::mpsc::channel::<(u32, String)>();
+    let requests = Arc::new(Mutex::new(requests));
+    let workers: Vec<_> = (0..FILES_IN_PARALLEL)
+        .map(|_| {
+            let (tree, tx, requests) = (Arc::clone(&tree), tx.clone(), Arc::clone(&requests));
+            tokio::task::spawn_blocking(move || loop {
+                let next = requests
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .recv();
+                let Ok((id, path)) = next else { return };
+                send_file(tree.as_ref(), id, &path, &tx);
+            })
+        })
+        .collect();
     loop {
         let packet = match inbound.message().await {
             Ok(Some(packet)) => packet,
@@ -176,20 +191,14 @@ async fn send(
                 let Some(path) = files.remove(&packet.id) else {
                     return send_err(&tx, &format!("invalid file id {}", packet.id)).await;
                 };
-                // Never wait for a free slot here: the daemon's writer may be blocked sending
-                // its next REQ until we read it, and stop reading our DATA meanwhile.
-                let (tree, tx, limit) = (Arc::clone(&tree), tx.clone(), Arc::clone(&limit));
-                transfers.spawn(async move {
-                    let Ok(_permit) = limit.acquire_owned().await else {
-                        return;
-                    };
-                    let send = move || send_file(tree.as_ref(), packet.id, &path, &tx);
-                    let _ = tokio::task::spawn_blocking(send).await;
-                });
+                let _ = queue.send((packet.id, path));
             }
             Ok(PacketType::PacketFin) => {
                 let _ = stats.await;
-                while transfers.join_next().await.is_some() {}
+                drop(queue);
+                for worker in workers {
+                    let _ = worker.await;
+                }
                 let fin = Packet {
                     r#type: PacketType::PacketFin.into(),
                     ..Packet::default()
@@ -204,8 +213,8 @@ async fn send(
             _ => return send_err(&tx, &format!("unexpected packet type {}", packet.r#type)).await,
         }
     }
+    // Workers stop after their current file once the queue is gone.
     stats.abort();
-    transfers.abort_all();
 }
 
 async fn send_stats(listing: Vec<Walked>, tx: Outbound) {
