@@ -2,6 +2,7 @@
 //! (exporter `moby`), so the push goes through the Engine API, as buildx does.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -9,7 +10,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::UnixStream;
 
-use crate::BuildkitError;
+use crate::{BuildkitError, DockerConfig};
 
 /// Engine API version: Docker 20.10's, understood by every later Engine.
 const API_VERSION: &str = "v1.41";
@@ -37,20 +38,26 @@ struct PushAux {
     digest: Option<String>,
 }
 
-/// Pushes `image` (`name[:tag]`) from the Engine at `socket`, with `registry_auth` as the
-/// `X-Registry-Auth` header; returns the manifest digest the registry stored.
+/// Pushes `image` (`name[:tag]`) from the Engine at `socket`, with credentials for its registry
+/// from `config` in the `X-Registry-Auth` header; returns the manifest digest the registry stored.
 ///
 /// # Errors
 /// [`BuildkitError::Push`] with the registry's message (errors arrive inside a 200 response).
 pub(crate) async fn push(
     socket: &Path,
     image: &str,
-    registry_auth: &str,
+    config: Arc<DockerConfig>,
 ) -> Result<String, BuildkitError> {
     let fail = |message: String| BuildkitError::Push {
         image: image.to_owned(),
         message,
     };
+    let host = registry_host(image).to_owned();
+    // A credential helper is a process: run it on a blocking thread.
+    let registry_auth = tokio::task::spawn_blocking(move || config.registry_auth_header(&host))
+        .await
+        .map_err(|err| fail(err.to_string()))?
+        .map_err(|err| fail(err.to_string()))?;
     let (name, tag) = split_tag(image);
     let stream = UnixStream::connect(socket)
         .await
@@ -113,7 +120,7 @@ fn split_tag(image: &str) -> (&str, &str) {
 }
 
 /// The registry host of an image reference, as Docker names it (Docker Hub for bare names).
-pub(crate) fn registry_host(image: &str) -> &str {
+fn registry_host(image: &str) -> &str {
     match image.split_once('/') {
         Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
         _ => "docker.io",

@@ -130,7 +130,7 @@ impl Client {
         let build_ref = crate::id::new();
         let solve_request = solve_request(&req, &build_ref, session.id(), is_docker);
         let failures = Arc::new(std::sync::Mutex::new(FailedSteps::default()));
-        let status = AbortOnDrop(tokio::spawn(follow_status(
+        let mut status = AbortOnDrop(tokio::spawn(follow_status(
             self.clone(),
             build_ref.clone(),
             events,
@@ -139,7 +139,6 @@ impl Client {
 
         let solved = self.control.clone().solve(solve_request).await;
         // Let the status stream deliver the last updates (the failing step's log among them).
-        let mut status = status;
         let _ = tokio::time::timeout(STATUS_DRAIN, &mut status.0).await;
         drop(status);
 
@@ -155,20 +154,7 @@ impl Client {
         let digest = match (&req.output, &self.address) {
             (Output::Push(image), Address::Docker(socket)) => {
                 drop(session);
-                let host = crate::push::registry_host(image).to_owned();
-                let config = Arc::clone(&req.registry_auth);
-                let header =
-                    tokio::task::spawn_blocking(move || config.registry_auth_header(&host))
-                        .await
-                        .map_err(|err| BuildkitError::Push {
-                            image: image.clone(),
-                            message: err.to_string(),
-                        })?
-                        .map_err(|err| BuildkitError::Push {
-                            image: image.clone(),
-                            message: err.to_string(),
-                        })?;
-                Some(crate::push::push(socket, image, &header).await?)
+                Some(crate::push::push(socket, image, Arc::clone(&req.registry_auth)).await?)
             }
             (Output::Push(_), _) => exporter_response.get("containerimage.digest").cloned(),
             _ => None,
