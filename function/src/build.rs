@@ -356,15 +356,22 @@ fn log_outcome(
     let duration = secs(started);
     match result {
         Ok(()) => tracing::info!(
-            call_id,
-            image,
+            call_id = %call_id,
+            image = %image,
             status = "success",
             duration,
             bytes_in,
             "build"
         ),
-        Err(err) => {
-            tracing::warn!(call_id, image, status = "failed", code = err.status().as_u16(), error = %err, duration, bytes_in, "build")
-        }
+        Err(err) => tracing::warn!(
+            call_id = %call_id,
+            image = %image,
+            status = "failed",
+            code = err.status().as_u16(),
+            error = %err,
+            duration,
+            bytes_in,
+            "build"
+        ),
     }
 }
