@@ -572,3 +572,45 @@ async fn ready_follows_buildkit() {
         "{json}"
     );
 }
+
+#[tokio::test]
+async fn a_gzipped_tar_with_a_symlink_inside_the_context_builds_and_keeps_the_link() {
+    use std::io::Write;
+
+    let bed = Bed::get();
+    let server = Server::start(&bed, |_| {}).await;
+    let image = format!("{}/api/gzip:1", bed.registry);
+    let config = format!(r#"{{"image":"{image}"}}"#);
+    let df = format!("FROM {}\nCOPY . /app/\n", bed.base_image);
+    let tar = raw_tar(&[
+        Item::Dir("./"),
+        Item::File("./com.openfaas.docker.config", config.as_bytes(), 0o644),
+        Item::File("./context/Dockerfile", df.as_bytes(), 0o644),
+        Item::File("./context/lib/real.txt", b"through the link\n", 0o644),
+        Item::Symlink("./context/current", "lib/real.txt"),
+    ]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).unwrap();
+    let (status, json) = build_json(&server, gz.finish().unwrap()).await;
+    assert_eq!(status, 200, "{json:#}");
+    assert_eq!(
+        bed.run_in_image(&image, "readlink /app/current && cat /app/current"),
+        "lib/real.txt\nthrough the link\n"
+    );
+}
+
+#[tokio::test]
+async fn with_hmac_disabled_an_unsigned_request_builds() {
+    let bed = Bed::get();
+    let server = Server::start(&bed, |s| s.disable_hmac = true).await;
+    let image = format!("{}/api/unsigned:1", bed.registry);
+    let df = dockerfile(&bed, "unsigned");
+    let tar = request_tar(
+        Shape::Node,
+        &format!(r#"{{"image":"{image}"}}"#),
+        &[("Dockerfile", df.as_bytes(), 0o644)],
+    );
+    let resp = post(&server, tar, None, false).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(bed.run_in_image(&image, "cat /marker"), "unsigned\n");
+}
