@@ -310,3 +310,32 @@ async fn a_context_of_many_small_files_transfers_completely() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_secret_from_the_session_reaches_run_mount() {
+    let bed = Bed::get();
+    let dir = dockerfile_context(&format!(
+        "FROM {}\nARG RUN_ID\nRUN --mount=type=secret,id=token echo \"token=$(cat /run/secrets/token)\"\n",
+        bed.base_image
+    ));
+    for daemon in bed.daemons() {
+        let nonce = format!("s3cr3t-{}", std::process::id());
+        let mut req = context_request(dir.path(), Output::Discard);
+        req.secrets
+            .insert("token".into(), bytes::Bytes::from(nonce.clone()));
+        // A new Dockerfile comment each run keeps the RUN step from being a cache hit.
+        let (result, lines) = build(&daemon, req).await;
+        result.unwrap_or_else(|err| {
+            panic!("build on {}: {err}\n{}", daemon.address, lines.join("\n"))
+        });
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ends_with(&format!(" token={nonce}")))
+                || lines
+                    .iter()
+                    .any(|l| l.contains("CACHED") && l.contains("--mount=type=secret")),
+            "{lines:#?}"
+        );
+    }
+}
