@@ -44,7 +44,7 @@ impl Prepared {
     }
 }
 
-pub(crate) async fn handle(builder: &Builder, req: Request) -> Response {
+pub(crate) async fn handle(builder: &Arc<Builder>, req: Request) -> Response {
     let started = Instant::now();
     let call_id = req
         .headers()
@@ -65,7 +65,7 @@ pub(crate) async fn handle(builder: &Builder, req: Request) -> Response {
         }
     };
     if ndjson {
-        stream(builder.clone_for_task(), prepared, started, call_id)
+        stream(Arc::clone(builder), prepared, started, call_id)
     } else {
         let (lines_tx, mut lines_rx) = mpsc::unbounded_channel();
         let image = prepared.config.image.clone().unwrap_or_default();

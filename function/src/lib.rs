@@ -28,21 +28,15 @@ pub use settings::{Settings, SettingsError};
 pub struct Builder {
     settings: Settings,
     client: tokio::sync::Mutex<Option<Client>>,
-    this: std::sync::Weak<Builder>,
 }
 
 impl Builder {
     /// A builder with `settings`; BuildKit is dialled on first use.
     pub fn new(settings: Settings) -> Arc<Self> {
-        Arc::new_cyclic(|this| Self {
+        Arc::new(Self {
             settings,
             client: tokio::sync::Mutex::new(None),
-            this: this.clone(),
         })
-    }
-
-    fn clone_for_task(&self) -> Arc<Self> {
-        self.this.upgrade().expect("a Builder lives in an Arc")
     }
 
     /// The BuildKit client, connecting (again) when there is none.
@@ -115,21 +109,13 @@ impl Init for State {
     }
 }
 
-impl std::ops::Deref for State {
-    type Target = Builder;
-
-    fn deref(&self) -> &Builder {
-        &self.0
-    }
-}
-
 #[handler]
 pub async fn handle(state: &State, req: Request) -> Response {
-    route(state, req).await
+    route(&state.0, req).await
 }
 
 /// Dispatches a request; what `handle` does, for callers holding a [`Builder`].
-pub async fn route(builder: &Builder, req: Request) -> Response {
+pub async fn route(builder: &Arc<Builder>, req: Request) -> Response {
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/build") => build::handle(builder, req).await,
         (&Method::GET | &Method::HEAD, "/healthz") => {
