@@ -1,0 +1,207 @@
+//! function-builder: run the builder locally, and pack, sign and submit builds to it.
+//! Run: `cargo run -p function-builder-cli -- --help`
+
+mod pack;
+mod submit;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "function-builder",
+    version,
+    about = "Build container images through the OpenFaaS Function Builder API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the builder on a local port (the same function code as production).
+    Serve(ServeArgs),
+    /// Write the build request tar for a folder with a Dockerfile.
+    Pack {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// Where to write the tar.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Pack a folder, sign it and submit it to a builder, showing progress as it happens.
+    Build {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// The builder, e.g. http://127.0.0.1:8081/build.
+        #[arg(long, env = "OPENFAAS_REMOTE_BUILDER")]
+        url: String,
+        /// File holding the payload secret.
+        #[arg(long, env = "OPENFAAS_PAYLOAD_SECRET")]
+        secret_file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct RequestArgs {
+    /// Folder with a Dockerfile (its .dockerignore is applied before sending).
+    dir: PathBuf,
+    /// Image to build and push.
+    #[arg(long)]
+    image: Option<String>,
+    /// Build argument, NAME=VALUE (repeatable).
+    #[arg(long = "build-arg", value_parser = parse_pair)]
+    build_args: Vec<(String, String)>,
+    /// Target platform, e.g. linux/arm64 (repeatable).
+    #[arg(long = "platform")]
+    platforms: Vec<String>,
+    /// Build without pushing.
+    #[arg(long)]
+    skip_push: bool,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// BuildKit address (unix://, tcp://, docker://); default the local Docker Engine.
+    #[arg(long, env = "BUILDKIT_HOST")]
+    buildkit: Option<String>,
+    /// Payload secret file; without one a secret is generated and printed once.
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// `none` gives RUN steps no network.
+    #[arg(long, default_value = "default")]
+    network: String,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
+}
+
+impl RequestArgs {
+    fn pack(&self) -> Result<Vec<u8>> {
+        if self.image.is_none() && !self.skip_push {
+            bail!("--image is required unless --skip-push is given");
+        }
+        let config = pack::Config {
+            image: self.image.as_deref(),
+            build_args: &self.build_args,
+            platforms: &self.platforms,
+            skip_push: self.skip_push,
+        };
+        pack::pack(&self.dir, &config)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Pack { request, output } => {
+            let tar = request.pack()?;
+            std::fs::write(&output, tar)
+                .with_context(|| format!("writing {}", output.display()))?;
+            Ok(())
+        }
+        Command::Build {
+            request,
+            url,
+            secret_file,
+        } => {
+            let secret = std::fs::read_to_string(&secret_file)
+                .with_context(|| format!("reading the payload secret {}", secret_file.display()))?;
+            let tar = request.pack()?;
+            let outcome = submit::submit(&url, &secret, tar).await?;
+            println!("image: {}", outcome.image);
+            if let Some(digest) = outcome.digest {
+                println!("digest: {digest}");
+            }
+            Ok(())
+        }
+        Command::Serve(args) => serve(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let buildkit = match args.buildkit {
+        Some(address) => address,
+        None if std::path::Path::new(buildkit::DEFAULT_DOCKER_SOCKET).exists() => {
+            "docker://".to_owned()
+        }
+        None => bail!(
+            "no BuildKit to build with: start a Docker Engine (its socket {} is missing), or pass \
+             --buildkit unix:///run/buildkit/buildkitd.sock (or set BUILDKIT_HOST)",
+            buildkit::DEFAULT_DOCKER_SOCKET
+        ),
+    };
+    let mut settings = handler::Settings::from_env()?;
+    settings.buildkit = buildkit.parse()?;
+    settings.network = match args.network.as_str() {
+        "none" => buildkit::NetworkMode::None,
+        "default" => buildkit::NetworkMode::Default,
+        other => bail!("--network {other:?}: expected default or none"),
+    };
+    settings.payload_secret_path = match args.secret_file {
+        Some(path) => path,
+        None => {
+            let secret = generate_secret();
+            let path = std::env::temp_dir()
+                .join(format!("function-builder-secret-{}", std::process::id()));
+            std::fs::write(&path, &secret)?;
+            println!("payload secret (also in {}): {secret}", path.display());
+            path
+        }
+    };
+    let builder = handler::Builder::new(settings);
+    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    println!("builder listening on http://{addr}/build (BuildKit: {buildkit})");
+    let handler = openfaas_runtime::handler_fn(move |req| {
+        let builder = Arc::clone(&builder);
+        async move { handler::route(&builder, req).await }
+    });
+    let config = openfaas_runtime::Config {
+        addr,
+        read_timeout: Some(Duration::from_secs(600)),
+        write_timeout: Some(Duration::from_secs(600)),
+    };
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    openfaas_runtime::serve_with(listener, config, handler, shutdown).await?;
+    Ok(())
+}
+
+/// 32 random bytes as hex, from the OS-seeded hasher keys std already draws.
+fn generate_secret() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    (0..4)
+        .map(|i| {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(i);
+            format!("{:016x}", hasher.finish())
+        })
+        .collect()
+}

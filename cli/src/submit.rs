@@ -1,0 +1,96 @@
+//! `build`: sign a request tar and POST it to a builder, printing the NDJSON progress as it
+//! arrives; success only when the final line says so.
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use sha2::Sha256;
+use tokio::net::TcpStream;
+
+/// What the builder answered in the end.
+pub(crate) struct Outcome {
+    pub(crate) image: String,
+    pub(crate) digest: Option<String>,
+}
+
+/// `sha256=<hex>` of `body` keyed with the trimmed `secret`, as every Builder API client signs.
+pub(crate) fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.trim().as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// POSTs `tar` to `url` (`http://host:port[/build]`), printing each log line to stdout.
+pub(crate) async fn submit(url: &str, secret: &str, tar: Vec<u8>) -> Result<Outcome> {
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("builder URL {url:?}"))?;
+    if uri.scheme_str() != Some("http") {
+        bail!("builder URL {url:?}: only http:// is supported (port-forward or use the in-cluster URL)");
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| anyhow!("builder URL {url:?} has no host"))?
+        .clone();
+    let path = match uri.path() {
+        "" | "/" => "/build",
+        path => path,
+    };
+    let port = authority.port_u16().unwrap_or(80);
+    let stream = TcpStream::connect((authority.host(), port))
+        .await
+        .with_context(|| format!("connecting to {authority}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let signature = sign(secret, &tar);
+    let req = http::Request::post(path)
+        .header(http::header::HOST, authority.as_str())
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .header(http::header::ACCEPT, "application/x-ndjson")
+        .header("x-build-signature", signature)
+        .body(Full::new(Bytes::from(tar)))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .context("sending the build request")?;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    let mut pending = Vec::new();
+    let mut last: Option<serde_json::Value> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.context("reading the builder's answer")?.into_data() else {
+            continue;
+        };
+        pending.extend_from_slice(&data);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let Ok(value) = serde_json::from_slice::<serde_json::Value>(&line) else {
+                continue;
+            };
+            for log in value["log"].as_array().into_iter().flatten() {
+                println!("{}", log.as_str().unwrap_or_default());
+            }
+            last = Some(value);
+        }
+    }
+    // A non-NDJSON error answer (e.g. 401) is one JSON object without a newline.
+    if !pending.is_empty() {
+        last = serde_json::from_slice(&pending).ok().or(last);
+    }
+    let last = last.ok_or_else(|| anyhow!("the builder answered {status} without a result"))?;
+    match last["status"].as_str() {
+        Some("success") => Ok(Outcome {
+            image: last["image"].as_str().unwrap_or_default().to_owned(),
+            digest: last["digest"].as_str().map(str::to_owned),
+        }),
+        _ => {
+            let error = last["error"].as_str().unwrap_or("no error message");
+            if status == http::StatusCode::UNAUTHORIZED {
+                bail!("the builder rejected the signature ({status}): {error}");
+            }
+            bail!("build failed ({status}): {error}")
+        }
+    }
+}
