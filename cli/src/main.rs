@@ -1,6 +1,7 @@
 //! function-builder: run the builder locally, and pack, sign and submit builds to it.
 //! Run: `cargo run -p function-builder-cli -- --help`
 
+mod callback;
 mod pack;
 mod submit;
 
@@ -46,7 +47,27 @@ enum Command {
         /// File holding the payload secret.
         #[arg(long, env = "OPENFAAS_PAYLOAD_SECRET")]
         secret_file: PathBuf,
+        #[command(flatten)]
+        queue: AsyncArgs,
     },
+}
+
+/// Through the gateway's queue: `--url` is a gateway URL such as
+/// `http://gateway:8080/function/function-builder.openfaas-system/build`.
+#[derive(Args)]
+struct AsyncArgs {
+    /// Invoke through `/async-function/…` and print the call id.
+    #[arg(long = "async")]
+    queued: bool,
+    /// Where the gateway posts the result (required with --async unless --wait makes one).
+    #[arg(long, requires = "queued")]
+    callback_url: Option<String>,
+    /// Wait for the callback on a local receiver and print the result when it arrives.
+    #[arg(long, requires = "queued")]
+    wait: bool,
+    /// Address the --wait receiver binds; the callback URL must reach it.
+    #[arg(long, default_value = "127.0.0.1:0", requires = "wait")]
+    callback_listen: SocketAddr,
 }
 
 #[derive(Args)]
@@ -127,11 +148,19 @@ async fn run(cli: Cli) -> Result<()> {
             request,
             url,
             secret_file,
+            queue,
         } => {
             let secret = std::fs::read_to_string(&secret_file)
                 .with_context(|| format!("reading the payload secret {}", secret_file.display()))?;
             let tar = request.pack()?;
-            let outcome = submit::submit(&url, &secret, tar).await?;
+            let outcome = if queue.queued {
+                match build_async(&url, &secret, tar, queue).await? {
+                    Some(outcome) => outcome,
+                    None => return Ok(()),
+                }
+            } else {
+                submit::submit(&url, &secret, tar).await?
+            };
             println!("image: {}", outcome.image);
             if let Some(digest) = outcome.digest {
                 println!("digest: {digest}");
@@ -140,6 +169,38 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve(args) => serve(args).await,
     }
+}
+
+/// Submits through the queue; with `--wait`, returns the outcome the callback brought.
+async fn build_async(
+    url: &str,
+    secret: &str,
+    tar: Vec<u8>,
+    queue: AsyncArgs,
+) -> Result<Option<submit::Outcome>> {
+    let listener = match queue.wait {
+        true => Some(tokio::net::TcpListener::bind(queue.callback_listen).await?),
+        false => None,
+    };
+    let callback_url = match (&queue.callback_url, &listener) {
+        (Some(url), _) => url.clone(),
+        (None, Some(listener)) => format!("http://{}/", listener.local_addr()?),
+        (None, None) => {
+            bail!("--async needs --callback-url, or --wait to receive the callback here")
+        }
+    };
+    let call_id = submit::submit_async(url, secret, tar, &callback_url).await?;
+    println!("call id: {call_id}");
+    let Some(listener) = listener else {
+        return Ok(None);
+    };
+    let callback = callback::wait(listener).await?;
+    println!(
+        "callback for call {} with status {}",
+        callback.call_id, callback.status
+    );
+    submit::print_log(&callback.result);
+    submit::outcome(&callback.result, callback.status).map(Some)
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {

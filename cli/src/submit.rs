@@ -22,8 +22,13 @@ pub(crate) fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// POSTs `tar` to `url` (`http://host:port[/build]`), printing each log line to stdout.
-pub(crate) async fn submit(url: &str, secret: &str, tar: Vec<u8>) -> Result<Outcome> {
+/// POSTs a signed `tar` to `url` with `extra` headers; returns the response, body streaming.
+async fn post(
+    url: &str,
+    secret: &str,
+    tar: Vec<u8>,
+    extra: &[(&str, &str)],
+) -> Result<http::Response<hyper::body::Incoming>> {
     let uri: http::Uri = url
         .parse()
         .with_context(|| format!("builder URL {url:?}"))?;
@@ -45,16 +50,78 @@ pub(crate) async fn submit(url: &str, secret: &str, tar: Vec<u8>) -> Result<Outc
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let signature = sign(secret, &tar);
-    let req = http::Request::post(path)
+    let mut req = http::Request::post(path)
         .header(http::header::HOST, authority.as_str())
         .header(http::header::CONTENT_TYPE, "application/octet-stream")
-        .header(http::header::ACCEPT, "application/x-ndjson")
-        .header("x-build-signature", signature)
-        .body(Full::new(Bytes::from(tar)))?;
-    let resp = sender
-        .send_request(req)
+        .header("x-build-signature", signature);
+    for (name, value) in extra {
+        req = req.header(*name, *value);
+    }
+    sender
+        .send_request(req.body(Full::new(Bytes::from(tar)))?)
         .await
-        .context("sending the build request")?;
+        .context("sending the build request")
+}
+
+/// Submits through the gateway's queue: `/function/…` becomes `/async-function/…`, the result is
+/// POSTed to `callback_url` when the build ends. Returns the call id.
+pub(crate) async fn submit_async(
+    url: &str,
+    secret: &str,
+    tar: Vec<u8>,
+    callback_url: &str,
+) -> Result<String> {
+    let url = url.replacen("/function/", "/async-function/", 1);
+    let resp = post(&url, secret, tar, &[("x-callback-url", callback_url)]).await?;
+    let status = resp.status();
+    let call_id = resp
+        .headers()
+        .get("x-call-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if status != http::StatusCode::ACCEPTED {
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        bail!(
+            "the gateway answered {status} instead of 202: {}",
+            String::from_utf8_lossy(&body).trim()
+        );
+    }
+    Ok(call_id)
+}
+
+/// Judges a builder result object: `Ok` with image and digest on success.
+pub(crate) fn outcome(result: &serde_json::Value, status: http::StatusCode) -> Result<Outcome> {
+    match result["status"].as_str() {
+        Some("success") => Ok(Outcome {
+            image: result["image"].as_str().unwrap_or_default().to_owned(),
+            digest: result["digest"].as_str().map(str::to_owned),
+        }),
+        _ => {
+            let error = result["error"].as_str().unwrap_or("no error message");
+            if status == http::StatusCode::UNAUTHORIZED {
+                bail!("the builder rejected the signature ({status}): {error}");
+            }
+            bail!("build failed ({status}): {error}")
+        }
+    }
+}
+
+/// Prints the log lines of a builder result object.
+pub(crate) fn print_log(result: &serde_json::Value) {
+    for log in result["log"].as_array().into_iter().flatten() {
+        println!("{}", log.as_str().unwrap_or_default());
+    }
+}
+
+/// POSTs `tar` to `url` (`http://host:port[/build]`), printing each log line to stdout.
+pub(crate) async fn submit(url: &str, secret: &str, tar: Vec<u8>) -> Result<Outcome> {
+    let resp = post(url, secret, tar, &[("accept", "application/x-ndjson")]).await?;
     let status = resp.status();
     let mut body = resp.into_body();
     let mut pending = Vec::new();
@@ -80,17 +147,5 @@ pub(crate) async fn submit(url: &str, secret: &str, tar: Vec<u8>) -> Result<Outc
         last = serde_json::from_slice(&pending).ok().or(last);
     }
     let last = last.ok_or_else(|| anyhow!("the builder answered {status} without a result"))?;
-    match last["status"].as_str() {
-        Some("success") => Ok(Outcome {
-            image: last["image"].as_str().unwrap_or_default().to_owned(),
-            digest: last["digest"].as_str().map(str::to_owned),
-        }),
-        _ => {
-            let error = last["error"].as_str().unwrap_or("no error message");
-            if status == http::StatusCode::UNAUTHORIZED {
-                bail!("the builder rejected the signature ({status}): {error}");
-            }
-            bail!("build failed ({status}): {error}")
-        }
-    }
+    outcome(&last, status)
 }

@@ -222,3 +222,105 @@ async fn serve_runs_the_builder_that_build_submits_to() {
     assert!(ok, "{stdout}\n{stderr}");
     assert_eq!(bed.run_in_image(&image, "cat /served"), "served\n");
 }
+
+#[tokio::test]
+async fn build_async_wait_receives_the_callback() {
+    use bytes::Bytes;
+    use function_builder_tests::client::{read_body, send_tcp, TestBody};
+    use http_body_util::{BodyExt, Full};
+
+    fn body(bytes: Bytes) -> TestBody {
+        Full::new(bytes).map_err(|never| match never {}).boxed()
+    }
+
+    // The gateway's role, played by the test: 202 with an X-Call-Id at /async-function/…, then
+    // the builder invoked as the queue-worker does and its answer POSTed to X-Callback-Url.
+    let bed = Bed::get();
+    let builder = Server::start(&bed, |_| {}).await;
+    let builder_addr = builder.addr;
+    let gateway = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_addr = gateway.local_addr().unwrap();
+    let seen_path = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = std::sync::Arc::clone(&seen_path);
+    tokio::spawn(async move {
+        let (stream, _) = gateway.accept().await.unwrap();
+        let service =
+            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let seen = std::sync::Arc::clone(&seen);
+                async move {
+                    *seen.lock().unwrap() = req.uri().path().to_owned();
+                    let signature = req.headers()["x-build-signature"].clone();
+                    let callback: http::Uri = req.headers()["x-callback-url"]
+                        .to_str()
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    let tar = req.into_body().collect().await.unwrap().to_bytes();
+                    tokio::spawn(async move {
+                        let invoke = http::Request::post("/build")
+                            .header("host", "builder")
+                            .header("x-build-signature", signature);
+                        let resp = send_tcp(builder_addr, invoke.body(body(tar)).unwrap()).await;
+                        let status = resp.status().as_u16().to_string();
+                        let result = read_body(resp).await;
+                        let callback_addr = callback.authority().unwrap().as_str().parse().unwrap();
+                        let post = http::Request::post(callback.path())
+                            .header("host", callback.authority().unwrap().as_str())
+                            .header("x-call-id", "call-123")
+                            .header("x-function-status", status)
+                            .header("content-type", "application/json");
+                        let _ = send_tcp(callback_addr, post.body(body(result)).unwrap()).await;
+                    });
+                    let accepted = http::Response::builder()
+                        .status(202)
+                        .header("x-call-id", "call-123");
+                    Ok::<_, std::convert::Infallible>(
+                        accepted
+                            .body(http_body_util::Empty::<Bytes>::new())
+                            .unwrap(),
+                    )
+                }
+            });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .await;
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("payload.txt");
+    std::fs::write(&secret, SECRET).unwrap();
+    write(
+        dir.path(),
+        "ctx/Dockerfile",
+        &format!("FROM {}\nRUN echo queued > /queued\n", bed.base_image),
+    );
+    let image = format!("{}/cli/queued:1", bed.registry);
+    let url = format!("http://{gateway_addr}/function/function-builder.openfaas-system/build");
+    let ctx = dir.path().join("ctx");
+    let args = [
+        "build",
+        ctx.to_str().unwrap(),
+        "--image",
+        &image,
+        "--url",
+        &url,
+        "--secret-file",
+        secret.to_str().unwrap(),
+    ];
+    let (ok, stdout, stderr) = cli(strings(&[&args[..], &["--async", "--wait"]].concat())).await;
+    assert!(ok, "{stdout}\n{stderr}");
+    assert_eq!(
+        *seen_path.lock().unwrap(),
+        "/async-function/function-builder.openfaas-system/build"
+    );
+    assert!(stdout.contains("call id: call-123"), "{stdout}");
+    assert!(
+        stdout.contains("callback for call call-123 with status 200 OK"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("digest: sha256:")),
+        "{stdout}"
+    );
+    assert_eq!(bed.run_in_image(&image, "cat /queued"), "queued\n");
+}
