@@ -76,7 +76,10 @@ fn unavailable(address: &Address, err: impl std::error::Error) -> BuildkitError 
     let mut message = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
-        message = format!("{message}: {cause}");
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
         source = cause.source();
     }
     BuildkitError::Unavailable {
