@@ -2,9 +2,15 @@
 //! Run: `cargo run -p function-builder-cli -- --help`
 
 mod callback;
+mod display;
+mod layout;
 mod pack;
+mod spool;
+mod stack;
 mod submit;
 
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use layout::{Layout, Links};
 
 #[derive(Parser)]
 #[command(
@@ -29,7 +36,7 @@ struct Cli {
 enum Command {
     /// Run the builder on a local port (the same function code as production).
     Serve(ServeArgs),
-    /// Write the build request tar for a folder with a Dockerfile.
+    /// Write the build request tar for a folder with a Dockerfile, or a stack.yml function.
     Pack {
         #[command(flatten)]
         request: RequestArgs,
@@ -37,7 +44,8 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Pack a folder, sign it and submit it to a builder, showing progress as it happens.
+    /// Pack a folder or a stack.yml function, sign it and submit it to a builder, showing
+    /// progress as it happens.
     Build {
         #[command(flatten)]
         request: RequestArgs,
@@ -49,6 +57,9 @@ enum Command {
         secret_file: PathBuf,
         #[command(flatten)]
         queue: AsyncArgs,
+        /// `auto`: a live line on a terminal; `plain`: log lines only.
+        #[arg(long, value_enum, default_value = "auto")]
+        progress: display::Progress,
     },
 }
 
@@ -73,14 +84,21 @@ struct AsyncArgs {
 #[derive(Args)]
 struct RequestArgs {
     /// Folder with a Dockerfile (its .dockerignore is applied before sending).
-    dir: PathBuf,
-    /// Image to build and push.
+    #[arg(required_unless_present = "yaml")]
+    dir: Option<PathBuf>,
+    /// A faas-cli stack file: its function is laid out as `faas-cli build --shrinkwrap` does.
+    #[arg(short = 'f', long, conflicts_with = "dir")]
+    yaml: Option<PathBuf>,
+    /// The stack file's function to pack (needed when it has several).
+    #[arg(long, requires = "yaml")]
+    function: Option<String>,
+    /// Image to build and push (default: the function's `image` in the stack file).
     #[arg(long)]
     image: Option<String>,
-    /// Build argument, NAME=VALUE (repeatable).
+    /// Build argument, NAME=VALUE (repeatable; over the stack file's `build_args`).
     #[arg(long = "build-arg", value_parser = parse_pair)]
     build_args: Vec<(String, String)>,
-    /// Target platform, e.g. linux/arm64 (repeatable).
+    /// Target platform, e.g. linux/arm64 (repeatable; default: the stack file's `platforms`).
     #[arg(long = "platform")]
     platforms: Vec<String>,
     /// Build without pushing.
@@ -111,17 +129,44 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 impl RequestArgs {
-    fn pack(&self) -> Result<Vec<u8>> {
-        if self.image.is_none() && !self.skip_push {
-            bail!("--image is required unless --skip-push is given");
-        }
-        let config = pack::Config {
-            image: self.image.as_deref(),
-            build_args: &self.build_args,
-            platforms: &self.platforms,
+    /// The context and the request config these arguments name.
+    fn resolve(&self) -> Result<(Layout, pack::Config)> {
+        let mut config = pack::Config {
+            image: self.image.clone(),
+            build_args: BTreeMap::new(),
+            platforms: self.platforms.clone(),
             skip_push: self.skip_push,
         };
-        pack::pack(&self.dir, &config)
+        let layout = match (&self.dir, &self.yaml) {
+            (Some(dir), _) => {
+                let mut layout = Layout::new();
+                if !dir.is_dir() {
+                    bail!("{} is not a folder", dir.display());
+                }
+                layout.overlay(dir, "", Links::Keep, &[])?;
+                if layout.file("Dockerfile").is_none() {
+                    bail!("{} has no Dockerfile", dir.display());
+                }
+                layout
+            }
+            (None, Some(yaml)) => {
+                let function = stack::load(yaml, self.function.as_deref())?;
+                if config.image.is_none() && !function.image.is_empty() {
+                    config.image = Some(function.image);
+                }
+                config.build_args = function.build_args;
+                if config.platforms.is_empty() {
+                    config.platforms = function.platforms;
+                }
+                function.layout
+            }
+            (None, None) => bail!("give a folder with a Dockerfile, or -f stack.yml"),
+        };
+        config.build_args.extend(self.build_args.iter().cloned());
+        if config.image.is_none() && !config.skip_push {
+            bail!("--image is required unless --skip-push is given");
+        }
+        Ok((layout, config))
     }
 }
 
@@ -139,8 +184,11 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Pack { request, output } => {
-            let tar = request.pack()?;
-            std::fs::write(&output, tar)
+            let (layout, config) = request.resolve()?;
+            let file = std::fs::File::create(&output)
+                .with_context(|| format!("writing {}", output.display()))?;
+            let mut file = pack::pack(&layout, &config, std::io::BufWriter::new(file))?;
+            file.flush()
                 .with_context(|| format!("writing {}", output.display()))?;
             Ok(())
         }
@@ -149,17 +197,21 @@ async fn run(cli: Cli) -> Result<()> {
             url,
             secret_file,
             queue,
+            progress,
         } => {
             let secret = std::fs::read_to_string(&secret_file)
                 .with_context(|| format!("reading the payload secret {}", secret_file.display()))?;
-            let tar = request.pack()?;
+            let (layout, config) = request.resolve()?;
+            let spooled = tokio::task::block_in_place(|| spool::spool(&layout, &config, &secret))?;
+            let mut display = display::Display::new(progress);
             let outcome = if queue.queued {
-                match build_async(&url, &secret, tar, queue).await? {
-                    Some(outcome) => outcome,
-                    None => return Ok(()),
-                }
+                build_async(&url, spooled, queue, &mut display).await
             } else {
-                submit::submit(&url, &secret, tar).await?
+                submit::submit(&url, spooled, &mut display).await.map(Some)
+            };
+            display.finish();
+            let Some(outcome) = outcome? else {
+                return Ok(());
             };
             println!("image: {}", outcome.image);
             if let Some(digest) = outcome.digest {
@@ -174,9 +226,9 @@ async fn run(cli: Cli) -> Result<()> {
 /// Submits through the queue; with `--wait`, returns the outcome the callback brought.
 async fn build_async(
     url: &str,
-    secret: &str,
-    tar: Vec<u8>,
+    request: spool::Spooled,
     queue: AsyncArgs,
+    display: &mut display::Display,
 ) -> Result<Option<submit::Outcome>> {
     let listener = match queue.wait {
         true => Some(tokio::net::TcpListener::bind(queue.callback_listen).await?),
@@ -189,17 +241,17 @@ async fn build_async(
             bail!("--async needs --callback-url, or --wait to receive the callback here")
         }
     };
-    let call_id = submit::submit_async(url, secret, tar, &callback_url).await?;
-    println!("call id: {call_id}");
+    let call_id = submit::submit_async(url, request, &callback_url).await?;
+    display.note(&format!("call id: {call_id}"));
     let Some(listener) = listener else {
         return Ok(None);
     };
     let callback = callback::wait(listener).await?;
-    println!(
+    display.note(&format!(
         "callback for call {} with status {}",
         callback.call_id, callback.status
-    );
-    submit::print_log(&callback.result);
+    ));
+    submit::show_log(&callback.result, display);
     submit::outcome(&callback.result, callback.status).map(Some)
 }
 

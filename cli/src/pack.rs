@@ -1,163 +1,218 @@
-//! `pack`: a build request tar from a folder with a Dockerfile, byte-for-byte stable: entries
-//! sorted, owners 0:0, one fixed mtime, modes 0644/0755, `.dockerignore` applied here to send less.
+//! `pack`: the build request tar from a context [`Layout`], byte-for-byte stable: entries in byte
+//! order, owners 0:0, one fixed mtime, modes 0644/0755, the context's `.dockerignore` applied
+//! here to send less. The tar streams into any writer, so a large context never sits in memory.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use buildkit::{parse_dockerignore, Filter, Verdict};
 
+use crate::layout::{Layout, Node};
+
 /// The mtime every entry gets. The builder derives each file's mtime nanoseconds from its
 /// content, so a fixed value never hides an edit.
 const MTIME: u64 = 1;
+/// Where the request config lives in the tar.
+const CONFIG_NAME: &str = "com.openfaas.docker.config";
 
 /// The request config.
-pub(crate) struct Config<'a> {
-    pub(crate) image: Option<&'a str>,
-    pub(crate) build_args: &'a [(String, String)],
-    pub(crate) platforms: &'a [String],
+pub(crate) struct Config {
+    pub(crate) image: Option<String>,
+    pub(crate) build_args: BTreeMap<String, String>,
+    pub(crate) platforms: Vec<String>,
     pub(crate) skip_push: bool,
 }
 
-/// Packs `dir` (which must hold a Dockerfile) and `config` into a request tar.
-pub(crate) fn pack(dir: &Path, config: &Config<'_>) -> Result<Vec<u8>> {
-    if !dir.join("Dockerfile").is_file() {
-        bail!("{} has no Dockerfile", dir.display());
+impl Config {
+    fn to_json(&self) -> Vec<u8> {
+        let mut json = serde_json::Map::new();
+        if let Some(image) = &self.image {
+            json.insert("image".into(), image.as_str().into());
+        }
+        let args: serde_json::Map<String, serde_json::Value> = self
+            .build_args
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().into()))
+            .collect();
+        json.insert("buildArgs".into(), args.into());
+        if !self.platforms.is_empty() {
+            json.insert("platforms".into(), self.platforms.clone().into());
+        }
+        if self.skip_push {
+            json.insert("skipPush".into(), true.into());
+        }
+        serde_json::to_vec(&serde_json::Value::Object(json)).expect("a map of strings")
     }
-    let ignore = match fs::read_to_string(dir.join(".dockerignore")) {
-        Ok(content) => parse_dockerignore(&content),
-        Err(_) => Vec::new(),
+}
+
+/// Writes the request tar for `layout` (which must hold a Dockerfile) and `config` to `out`;
+/// returns `out`.
+pub(crate) fn pack<W: Write>(layout: &Layout, config: &Config, out: W) -> Result<W> {
+    if layout.file("Dockerfile").is_none() {
+        bail!("the build context has no Dockerfile");
+    }
+    let ignore = match layout.file(".dockerignore") {
+        Some(path) => parse_dockerignore(
+            &fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        ),
+        None => Vec::new(),
     };
     let filter = Filter::new(&[], &ignore).context(".dockerignore")?;
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut json = serde_json::Map::new();
-    if let Some(image) = config.image {
-        json.insert("image".into(), image.into());
-    }
-    let args: serde_json::Map<String, serde_json::Value> = config
-        .build_args
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone().into()))
-        .collect();
-    json.insert("buildArgs".into(), args.into());
-    if !config.platforms.is_empty() {
-        json.insert("platforms".into(), config.platforms.to_vec().into());
-    }
-    if config.skip_push {
-        json.insert("skipPush".into(), true.into());
-    }
-    let json = serde_json::to_vec(&serde_json::Value::Object(json))?;
-    let len = json.len() as u64;
+    let mut tar = tar::Builder::new(out);
+    let json = config.to_json();
     append(
         &mut tar,
-        "com.openfaas.docker.config",
-        tar::EntryType::Regular,
-        0o644,
-        len,
+        CONFIG_NAME,
+        Kind::File(0o644, json.len() as u64),
         &json[..],
-        None,
     )?;
-    append(
-        &mut tar,
-        "context",
-        tar::EntryType::Directory,
-        0o755,
-        0,
-        io::empty(),
-        None,
-    )?;
-    walk(&mut tar, dir, "", &filter)?;
+    append(&mut tar, "context", Kind::Dir, io::empty())?;
+    let mut walk = Walk {
+        tar: &mut tar,
+        filter: &filter,
+        unsent: Vec::new(),
+    };
+    walk.dir(layout.root(), "")?;
     Ok(tar.into_inner()?)
 }
 
-fn walk(tar: &mut tar::Builder<Vec<u8>>, root: &Path, rel: &str, filter: &Filter) -> Result<()> {
-    let mut names: Vec<String> = fs::read_dir(root.join(rel))?
-        .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect::<Result<_, _>>()?;
-    names.sort();
-    for name in names {
-        let path = if rel.is_empty() {
-            name.clone()
-        } else {
-            format!("{rel}/{name}")
-        };
-        let meta = fs::symlink_metadata(root.join(&path))?;
-        let verdict = if filter.is_empty() {
-            Verdict::Keep
-        } else {
-            filter.verdict(&path, meta.is_dir())
-        };
-        if verdict == Verdict::Skip {
-            continue;
-        }
-        let name = format!("context/{path}");
-        if meta.is_dir() {
-            if verdict == Verdict::Keep {
-                append(
-                    tar,
-                    &name,
-                    tar::EntryType::Directory,
-                    0o755,
-                    0,
-                    io::empty(),
-                    None,
-                )?;
-            }
-            walk(tar, root, &path, filter)?;
-        } else if meta.file_type().is_symlink() {
-            let target = fs::read_link(root.join(&path))?;
-            append(
-                tar,
-                &name,
-                tar::EntryType::Symlink,
-                0o777,
-                0,
-                io::empty(),
-                Some(&target.to_string_lossy()),
-            )?;
-        } else if meta.is_file() {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = if meta.permissions().mode() & 0o111 != 0 {
-                0o755
+/// A depth-first walk writing kept entries.
+struct Walk<'a, W: Write> {
+    tar: &'a mut tar::Builder<W>,
+    filter: &'a Filter,
+    /// Folders walked into but not yet written: written just before their first kept entry.
+    unsent: Vec<String>,
+}
+
+impl<W: Write> Walk<'_, W> {
+    fn dir(&mut self, children: &BTreeMap<String, Node>, rel: &str) -> Result<()> {
+        for (name, node) in children {
+            let path = if rel.is_empty() {
+                name.clone()
             } else {
-                0o644
+                format!("{rel}/{name}")
             };
-            let file = fs::File::open(root.join(&path))?;
-            append(
-                tar,
-                &name,
-                tar::EntryType::Regular,
-                mode,
-                meta.len(),
-                file,
-                None,
-            )?;
+            let is_dir = matches!(node, Node::Dir(_));
+            let verdict = match self.filter.is_empty() {
+                true => Verdict::Keep,
+                false => self.filter.verdict(&path, is_dir),
+            };
+            if verdict == Verdict::Skip {
+                continue;
+            }
+            match node {
+                Node::Dir(grandchildren) => {
+                    let depth = self.unsent.len();
+                    self.unsent.push(path.clone());
+                    if verdict == Verdict::Keep {
+                        self.flush()?;
+                    }
+                    self.dir(grandchildren, &path)?;
+                    self.unsent.truncate(depth);
+                }
+                Node::File { source, executable } => {
+                    self.flush()?;
+                    let file = fs::File::open(source)
+                        .with_context(|| format!("reading {}", source.display()))?;
+                    let len = file.metadata()?.len();
+                    let mode = if *executable { 0o755 } else { 0o644 };
+                    // A file that changes while it is read would make a corrupt entry: take
+                    // exactly the length we declared.
+                    let data = LenExact::new(file, len, source);
+                    append(self.tar, &context_name(&path), Kind::File(mode, len), data)?;
+                }
+                Node::Symlink(target) => {
+                    self.flush()?;
+                    let target = target.to_string_lossy();
+                    append(
+                        self.tar,
+                        &context_name(&path),
+                        Kind::Link(&target),
+                        io::empty(),
+                    )?;
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// Writes the folders still owed, outermost first.
+    fn flush(&mut self) -> Result<()> {
+        for dir in std::mem::take(&mut self.unsent) {
+            append(self.tar, &context_name(&dir), Kind::Dir, io::empty())?;
+        }
+        Ok(())
+    }
+}
+
+fn context_name(rel: &str) -> String {
+    format!("context/{rel}")
+}
+
+enum Kind<'a> {
+    Dir,
+    File(u32, u64),
+    Link(&'a str),
+}
+
+/// One entry, its data streamed from `data`.
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    name: &str,
+    kind: Kind<'_>,
+    data: impl io::Read,
+) -> Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(MTIME);
+    let (entry_type, mode, size) = match kind {
+        Kind::Dir => (tar::EntryType::Directory, 0o755, 0),
+        Kind::File(mode, size) => (tar::EntryType::Regular, mode, size),
+        Kind::Link(_) => (tar::EntryType::Symlink, 0o777, 0),
+    };
+    header.set_entry_type(entry_type);
+    header.set_mode(mode);
+    header.set_size(size);
+    match kind {
+        Kind::Link(target) => tar.append_link(&mut header, name, target)?,
+        _ => tar
+            .append_data(&mut header, name, data)
+            .with_context(|| format!("packing {name}"))?,
     }
     Ok(())
 }
 
-/// One entry, its data streamed from `data`.
-fn append(
-    tar: &mut tar::Builder<Vec<u8>>,
-    name: &str,
-    kind: tar::EntryType,
-    mode: u32,
-    size: u64,
-    data: impl io::Read,
-    link: Option<&str>,
-) -> Result<()> {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(kind);
-    header.set_mode(mode);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(MTIME);
-    header.set_size(size);
-    match link {
-        Some(target) => tar.append_link(&mut header, name, target)?,
-        None => tar.append_data(&mut header, name, data)?,
+/// Reads exactly `len` bytes from a file, or fails naming it.
+struct LenExact<'a> {
+    file: io::Take<fs::File>,
+    left: u64,
+    source: &'a Path,
+}
+
+impl<'a> LenExact<'a> {
+    fn new(file: fs::File, len: u64, source: &'a Path) -> Self {
+        Self {
+            file: io::Read::take(file, len),
+            left: len,
+            source,
+        }
     }
-    Ok(())
+}
+
+impl io::Read for LenExact<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.left -= n as u64;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(io::Error::other(format!(
+                "{} shrank while it was packed",
+                self.source.display()
+            )));
+        }
+        Ok(n)
+    }
 }

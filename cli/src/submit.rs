@@ -2,12 +2,14 @@
 //! arrives; success only when the final line says so.
 
 use anyhow::{anyhow, bail, Context, Result};
-use bytes::Bytes;
-use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
+use futures_util::TryStreamExt;
+use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use sha2::Sha256;
+use indicatif::ProgressBar;
 use tokio::net::TcpStream;
+
+use crate::display::Display;
+use crate::spool::Spooled;
 
 /// What the builder answered in the end.
 pub(crate) struct Outcome {
@@ -15,19 +17,13 @@ pub(crate) struct Outcome {
     pub(crate) digest: Option<String>,
 }
 
-/// `sha256=<hex>` of `body` keyed with the trimmed `secret`, as every Builder API client signs.
-pub(crate) fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.trim().as_bytes()).expect("any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// POSTs a signed `tar` to `url` with `extra` headers; returns the response, body streaming.
+/// POSTs a signed request to `url` with `extra` headers; returns the response, body streaming.
+/// `sent` counts the bytes uploaded.
 async fn post(
     url: &str,
-    secret: &str,
-    tar: Vec<u8>,
+    request: Spooled,
     extra: &[(&str, &str)],
+    sent: Option<ProgressBar>,
 ) -> Result<http::Response<hyper::body::Incoming>> {
     let uri: http::Uri = url
         .parse()
@@ -49,16 +45,16 @@ async fn post(
         .with_context(|| format!("connecting to {authority}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let signature = sign(secret, &tar);
     let mut req = http::Request::post(path)
         .header(http::header::HOST, authority.as_str())
         .header(http::header::CONTENT_TYPE, "application/octet-stream")
-        .header("x-build-signature", signature);
+        .header(http::header::CONTENT_LENGTH, request.len)
+        .header("x-build-signature", &request.signature);
     for (name, value) in extra {
         req = req.header(*name, *value);
     }
     sender
-        .send_request(req.body(Full::new(Bytes::from(tar)))?)
+        .send_request(req.body(counted(request.into_body(), sent))?)
         .await
         .context("sending the build request")
 }
@@ -67,12 +63,11 @@ async fn post(
 /// POSTed to `callback_url` when the build ends. Returns the call id.
 pub(crate) async fn submit_async(
     url: &str,
-    secret: &str,
-    tar: Vec<u8>,
+    request: Spooled,
     callback_url: &str,
 ) -> Result<String> {
     let url = url.replacen("/function/", "/async-function/", 1);
-    let resp = post(&url, secret, tar, &[("x-callback-url", callback_url)]).await?;
+    let resp = post(&url, request, &[("x-callback-url", callback_url)], None).await?;
     let status = resp.status();
     let call_id = resp
         .headers()
@@ -112,16 +107,17 @@ pub(crate) fn outcome(result: &serde_json::Value, status: http::StatusCode) -> R
     }
 }
 
-/// Prints the log lines of a builder result object.
-pub(crate) fn print_log(result: &serde_json::Value) {
+/// Shows the log lines of a builder result object.
+pub(crate) fn show_log(result: &serde_json::Value, display: &mut Display) {
     for log in result["log"].as_array().into_iter().flatten() {
-        println!("{}", log.as_str().unwrap_or_default());
+        display.line(log.as_str().unwrap_or_default());
     }
 }
 
-/// POSTs `tar` to `url` (`http://host:port[/build]`), printing each log line to stdout.
-pub(crate) async fn submit(url: &str, secret: &str, tar: Vec<u8>) -> Result<Outcome> {
-    let resp = post(url, secret, tar, &[("accept", "application/x-ndjson")]).await?;
+/// POSTs `request` to `url` (`http://host:port[/build]`), showing each log line as it arrives.
+pub(crate) async fn submit(url: &str, request: Spooled, display: &mut Display) -> Result<Outcome> {
+    let sent = display.upload(request.len);
+    let resp = post(url, request, &[("accept", "application/x-ndjson")], sent).await?;
     let status = resp.status();
     let mut body = resp.into_body();
     let mut pending = Vec::new();
@@ -136,9 +132,7 @@ pub(crate) async fn submit(url: &str, secret: &str, tar: Vec<u8>) -> Result<Outc
             let Ok(value) = serde_json::from_slice::<serde_json::Value>(&line) else {
                 continue;
             };
-            for log in value["log"].as_array().into_iter().flatten() {
-                println!("{}", log.as_str().unwrap_or_default());
-            }
+            show_log(&value, display);
             last = Some(value);
         }
     }
@@ -148,4 +142,17 @@ pub(crate) async fn submit(url: &str, secret: &str, tar: Vec<u8>) -> Result<Outc
     }
     let last = last.ok_or_else(|| anyhow!("the builder answered {status} without a result"))?;
     outcome(&last, status)
+}
+
+/// `body`, advancing `sent` by each chunk as hyper takes it.
+fn counted(body: openfaas_runtime::Body, sent: Option<ProgressBar>) -> openfaas_runtime::Body {
+    let Some(sent) = sent else {
+        return body;
+    };
+    openfaas_runtime::Body::from_stream(body.into_data_stream().inspect_ok(move |chunk| {
+        sent.inc(chunk.len() as u64);
+        if Some(sent.position()) == sent.length() {
+            sent.set_message("sent, waiting for the builder");
+        }
+    }))
 }

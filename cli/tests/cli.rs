@@ -6,29 +6,8 @@ use std::process::Command;
 use function_builder_tests::api::{Server, SECRET};
 use function_builder_tests::bed::Bed;
 
-const BIN: &str = env!("CARGO_BIN_EXE_function-builder");
-
-fn write(root: &Path, rel: &str, content: &str) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
-}
-
-/// Runs the CLI; returns (success, stdout, stderr).
-async fn cli(args: Vec<String>) -> (bool, String, String) {
-    let out = tokio::task::spawn_blocking(move || Command::new(BIN).args(&args).output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| (*s).to_owned()).collect()
-}
+mod common;
+use common::{cli, strings, write, BIN};
 
 #[tokio::test]
 async fn pack_is_byte_for_byte_stable_and_applies_dockerignore() {
