@@ -215,7 +215,8 @@ async fn pack_names_what_is_wrong_with_a_stack_file() {
     project(root, "busybox");
     let out = root.join("out.tar");
     let yaml = root.join("stack.yml");
-    let cases: Vec<(Vec<&str>, Box<dyn Fn(&Path)>, String)> =
+    type Breaks = Box<dyn Fn(&Path)>;
+    let cases: Vec<(Vec<&str>, Breaks, String)> =
         vec![
         (
             vec![],
