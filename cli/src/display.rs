@@ -82,7 +82,7 @@ impl Display {
                 step.index - 1
             });
             bar.set_message(step.name.to_owned());
-        } else if is_stage(text) {
+        } else if is_stage(text) && !ends_with_duration(text) {
             bar.set_message(text.to_owned());
         }
     }
@@ -175,17 +175,20 @@ impl<'a> Step<'a> {
         if index == 0 || index > total {
             return None;
         }
-        let finished = rest
-            .rsplit_once(' ')
-            .and_then(|(_, last)| last.strip_suffix('s'))
-            .is_some_and(|secs| secs.contains('.') && secs.parse::<f64>().is_ok());
         Some(Step {
             index,
             total,
             name: rest,
-            done: cached || finished,
+            done: cached || ends_with_duration(rest),
         })
     }
+}
+
+/// A vertex's end line: its name, then the seconds it took (`0.53s`).
+fn ends_with_duration(text: &str) -> bool {
+    text.rsplit_once(' ')
+        .and_then(|(_, last)| last.strip_suffix('s'))
+        .is_some_and(|secs| secs.contains('.') && secs.parse::<f64>().is_ok())
 }
 
 #[cfg(test)]

@@ -102,6 +102,10 @@ pub(crate) fn outcome(result: &serde_json::Value, status: http::StatusCode) -> R
             if status == http::StatusCode::UNAUTHORIZED {
                 bail!("the builder rejected the signature ({status}): {error}");
             }
+            // An NDJSON answer is 200 from its first line: its status says nothing then.
+            if status == http::StatusCode::OK {
+                bail!("build failed: {error}");
+            }
             bail!("build failed ({status}): {error}")
         }
     }

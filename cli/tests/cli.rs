@@ -303,3 +303,50 @@ async fn build_async_wait_receives_the_callback() {
     );
     assert_eq!(bed.run_in_image(&image, "cat /queued"), "queued\n");
 }
+
+#[tokio::test]
+async fn build_on_a_terminal_shows_a_live_line_with_the_current_step() {
+    let bed = Bed::get();
+    let server = Server::start(&bed, |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("payload.txt");
+    std::fs::write(&secret, SECRET).unwrap();
+    write(
+        dir.path(),
+        "ctx/Dockerfile",
+        &format!(
+            "FROM {}\nRUN echo live-one && sleep 1 && echo live-two\nCOPY . /ctx/\n",
+            bed.base_image
+        ),
+    );
+    let image = format!("{}/cli/live:1", bed.registry);
+    let command = format!(
+        "{BIN} build {} --image {image} --url http://{}/build --secret-file {}",
+        dir.path().join("ctx").display(),
+        server.addr,
+        secret.display()
+    );
+    // util-linux `script` runs the CLI on a pseudo-terminal and relays what it draws.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("script")
+            .args(["-qefc", &command, "/dev/null"])
+            .env("TERM", "xterm")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    // The live line is redrawn in place (erase line), shows the step bar and the current step.
+    assert!(screen.contains("\x1b[2K"), "{screen}");
+    assert!(screen.contains("] 1/3 [2/3] RUN echo live-one"), "{screen}");
+    assert!(screen.contains("] 3/3 "), "{screen}");
+    // Log lines scroll above it without the time stamps the plain output keeps.
+    assert!(
+        screen.contains("\r\nlive-two ") || screen.contains("\x1b[2Klive-two "),
+        "{screen}"
+    );
+    assert!(!screen.contains("Z live-two"), "{screen}");
+    assert!(screen.contains(&format!("image: {image}\r\n")), "{screen}");
+}
