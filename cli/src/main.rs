@@ -8,6 +8,7 @@ mod pack;
 mod spool;
 mod stack;
 mod submit;
+mod transport;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -49,12 +50,16 @@ enum Command {
     Build {
         #[command(flatten)]
         request: RequestArgs,
-        /// The builder, e.g. http://127.0.0.1:8081/build.
+        /// The builder, e.g. http://127.0.0.1:8080/build, or through a gateway
+        /// https://gw.example.com/function/function-builder.openfaas-system/build.
         #[arg(long, env = "OPENFAAS_REMOTE_BUILDER")]
         url: String,
         /// File holding the payload secret.
         #[arg(long, env = "OPENFAAS_PAYLOAD_SECRET")]
         secret_file: PathBuf,
+        /// CA certificates (PEM) for an https:// URL, instead of the system's.
+        #[arg(long)]
+        cacert: Option<PathBuf>,
         #[command(flatten)]
         queue: AsyncArgs,
         /// `auto`: a live line on a terminal; `plain`: log lines only.
@@ -196,18 +201,22 @@ async fn run(cli: Cli) -> Result<()> {
             request,
             url,
             secret_file,
+            cacert,
             queue,
             progress,
         } => {
+            let target = transport::Target { url, cacert };
             let secret = std::fs::read_to_string(&secret_file)
                 .with_context(|| format!("reading the payload secret {}", secret_file.display()))?;
             let (layout, config) = request.resolve()?;
             let spooled = tokio::task::block_in_place(|| spool::spool(&layout, &config, &secret))?;
             let mut display = display::Display::new(progress);
             let outcome = if queue.queued {
-                build_async(&url, spooled, queue, &mut display).await
+                build_async(&target, spooled, queue, &mut display).await
             } else {
-                submit::submit(&url, spooled, &mut display).await.map(Some)
+                submit::submit(&target, spooled, &mut display)
+                    .await
+                    .map(Some)
             };
             display.finish();
             let Some(outcome) = outcome? else {
@@ -225,7 +234,7 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// Submits through the queue; with `--wait`, returns the outcome the callback brought.
 async fn build_async(
-    url: &str,
+    target: &transport::Target,
     request: spool::Spooled,
     queue: AsyncArgs,
     display: &mut display::Display,
@@ -241,7 +250,7 @@ async fn build_async(
             bail!("--async needs --callback-url, or --wait to receive the callback here")
         }
     };
-    let call_id = submit::submit_async(url, request, &callback_url).await?;
+    let call_id = submit::submit_async(target, request, &callback_url).await?;
     display.note(&format!("call id: {call_id}"));
     let Some(listener) = listener else {
         return Ok(None);

@@ -4,12 +4,11 @@
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::TryStreamExt;
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
 use indicatif::ProgressBar;
-use tokio::net::TcpStream;
 
 use crate::display::Display;
 use crate::spool::Spooled;
+use crate::transport::{Connection, Target};
 
 /// What the builder answered in the end.
 pub(crate) struct Outcome {
@@ -20,33 +19,18 @@ pub(crate) struct Outcome {
 /// POSTs a signed request to `url` with `extra` headers; returns the response, body streaming.
 /// `sent` counts the bytes uploaded.
 async fn post(
-    url: &str,
+    target: &Target,
     request: Spooled,
     extra: &[(&str, &str)],
     sent: Option<ProgressBar>,
 ) -> Result<http::Response<hyper::body::Incoming>> {
-    let uri: http::Uri = url
-        .parse()
-        .with_context(|| format!("builder URL {url:?}"))?;
-    if uri.scheme_str() != Some("http") {
-        bail!("builder URL {url:?}: only http:// is supported (port-forward or use the in-cluster URL)");
-    }
-    let authority = uri
-        .authority()
-        .ok_or_else(|| anyhow!("builder URL {url:?} has no host"))?
-        .clone();
-    let path = match uri.path() {
-        "" | "/" => "/build",
-        path => path,
-    };
-    let port = authority.port_u16().unwrap_or(80);
-    let stream = TcpStream::connect((authority.host(), port))
-        .await
-        .with_context(|| format!("connecting to {authority}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
+    let Connection {
+        mut sender,
+        authority,
+        path,
+    } = target.connect().await?;
     let mut req = http::Request::post(path)
-        .header(http::header::HOST, authority.as_str())
+        .header(http::header::HOST, authority)
         .header(http::header::CONTENT_TYPE, "application/octet-stream")
         .header(http::header::CONTENT_LENGTH, request.len)
         .header("x-build-signature", &request.signature);
@@ -62,12 +46,15 @@ async fn post(
 /// Submits through the gateway's queue: `/function/…` becomes `/async-function/…`, the result is
 /// POSTed to `callback_url` when the build ends. Returns the call id.
 pub(crate) async fn submit_async(
-    url: &str,
+    target: &Target,
     request: Spooled,
     callback_url: &str,
 ) -> Result<String> {
-    let url = url.replacen("/function/", "/async-function/", 1);
-    let resp = post(&url, request, &[("x-callback-url", callback_url)], None).await?;
+    let queued = Target {
+        url: target.url.replacen("/function/", "/async-function/", 1),
+        ..target.clone()
+    };
+    let resp = post(&queued, request, &[("x-callback-url", callback_url)], None).await?;
     let status = resp.status();
     let call_id = resp
         .headers()
@@ -118,10 +105,14 @@ pub(crate) fn show_log(result: &serde_json::Value, display: &mut Display) {
     }
 }
 
-/// POSTs `request` to `url` (`http://host:port[/build]`), showing each log line as it arrives.
-pub(crate) async fn submit(url: &str, request: Spooled, display: &mut Display) -> Result<Outcome> {
+/// POSTs `request` to the target (`http[s]://host:port[/build]`), showing each log line as it arrives.
+pub(crate) async fn submit(
+    target: &Target,
+    request: Spooled,
+    display: &mut Display,
+) -> Result<Outcome> {
     let sent = display.upload(request.len);
-    let resp = post(url, request, &[("accept", "application/x-ndjson")], sent).await?;
+    let resp = post(target, request, &[("accept", "application/x-ndjson")], sent).await?;
     let status = resp.status();
     let mut body = resp.into_body();
     let mut pending = Vec::new();
