@@ -119,7 +119,8 @@ struct ServeArgs {
     /// BuildKit address (unix://, tcp://, docker://); default the local Docker Engine.
     #[arg(long, env = "BUILDKIT_HOST")]
     buildkit: Option<String>,
-    /// Payload secret file; without one a secret is generated and printed once.
+    /// Payload secret file; one that does not exist yet is created with a generated secret.
+    /// Without this flag a secret is generated into a temp file. Either way it is printed once.
     #[arg(long)]
     secret_file: Option<PathBuf>,
     /// `none` gives RUN steps no network.
@@ -284,12 +285,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
         other => bail!("--network {other:?}: expected default or none"),
     };
     settings.payload_secret_path = match args.secret_file {
-        Some(path) => path,
+        Some(path) if path.exists() => path,
+        Some(path) => {
+            let secret = write_new_secret(&path)?;
+            println!(
+                "payload secret (generated into {}): {secret}",
+                path.display()
+            );
+            path
+        }
         None => {
-            let secret = generate_secret();
             let path = std::env::temp_dir()
                 .join(format!("function-builder-secret-{}", std::process::id()));
-            std::fs::write(&path, &secret)?;
+            let secret = write_new_secret(&path)?;
             println!("payload secret (also in {}): {secret}", path.display());
             path
         }
@@ -316,14 +324,23 @@ async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// 32 random bytes as hex, from the OS-seeded hasher keys std already draws.
-fn generate_secret() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    (0..4)
-        .map(|i| {
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_u64(i);
-            format!("{:016x}", hasher.finish())
-        })
-        .collect()
+/// Writes a fresh secret into a new file only its owner can read; returns the secret.
+fn write_new_secret(path: &std::path::Path) -> Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let secret = generate_secret()?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(secret.as_bytes()))
+        .with_context(|| format!("writing the payload secret to {}", path.display()))?;
+    Ok(secret)
+}
+
+/// 32 bytes from the OS's random source, as hex.
+fn generate_secret() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("no OS randomness: {err}"))?;
+    Ok(hex::encode(bytes))
 }

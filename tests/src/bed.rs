@@ -14,7 +14,7 @@ pub struct Bed {
     pub docker_socket: PathBuf,
     /// `127.0.0.1:<port>` of the plain-HTTP registry.
     pub registry: String,
-    /// A busybox image in that registry (`<registry>/bed/busybox:1`).
+    /// A busybox image in that registry (`<registry>/busybox:latest`).
     pub base_image: String,
     /// `127.0.0.1:<port>` of a registry with htpasswd auth.
     pub auth_registry: String,
