@@ -5,6 +5,7 @@ mod callback;
 mod display;
 mod layout;
 mod pack;
+mod serve;
 mod spool;
 mod stack;
 mod submit;
@@ -15,8 +16,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -36,7 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the builder on a local port (the same function code as production).
-    Serve(ServeArgs),
+    Serve(serve::ServeArgs),
     /// Write the build request tar for a folder with a Dockerfile, or a stack.yml function.
     Pack {
         #[command(flatten)]
@@ -109,23 +108,6 @@ struct RequestArgs {
     /// Build without pushing.
     #[arg(long)]
     skip_push: bool,
-}
-
-#[derive(Args)]
-struct ServeArgs {
-    /// Port on 127.0.0.1.
-    #[arg(long, default_value_t = 8080)]
-    port: u16,
-    /// BuildKit address (unix://, tcp://, docker://); default the local Docker Engine.
-    #[arg(long, env = "BUILDKIT_HOST")]
-    buildkit: Option<String>,
-    /// Payload secret file; one that does not exist yet is created with a generated secret.
-    /// Without this flag a secret is generated into a temp file. Either way it is printed once.
-    #[arg(long)]
-    secret_file: Option<PathBuf>,
-    /// `none` gives RUN steps no network.
-    #[arg(long, default_value = "default")]
-    network: String,
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -229,7 +211,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve::serve(args).await,
     }
 }
 
@@ -263,84 +245,4 @@ async fn build_async(
     ));
     submit::show_log(&callback.result, display);
     submit::outcome(&callback.result, callback.status).map(Some)
-}
-
-async fn serve(args: ServeArgs) -> Result<()> {
-    let buildkit = match args.buildkit {
-        Some(address) => address,
-        None if std::path::Path::new(buildkit::DEFAULT_DOCKER_SOCKET).exists() => {
-            "docker://".to_owned()
-        }
-        None => bail!(
-            "no BuildKit to build with: start a Docker Engine (its socket {} is missing), or pass \
-             --buildkit unix:///run/buildkit/buildkitd.sock (or set BUILDKIT_HOST)",
-            buildkit::DEFAULT_DOCKER_SOCKET
-        ),
-    };
-    let mut settings = handler::Settings::from_env()?;
-    settings.buildkit = buildkit.parse()?;
-    settings.network = match args.network.as_str() {
-        "none" => buildkit::NetworkMode::None,
-        "default" => buildkit::NetworkMode::Default,
-        other => bail!("--network {other:?}: expected default or none"),
-    };
-    settings.payload_secret_path = match args.secret_file {
-        Some(path) if path.exists() => path,
-        Some(path) => {
-            let secret = write_new_secret(&path)?;
-            println!(
-                "payload secret (generated into {}): {secret}",
-                path.display()
-            );
-            path
-        }
-        None => {
-            let path = std::env::temp_dir()
-                .join(format!("function-builder-secret-{}", std::process::id()));
-            let secret = write_new_secret(&path)?;
-            println!("payload secret (also in {}): {secret}", path.display());
-            path
-        }
-    };
-    let builder = handler::Builder::new(settings);
-    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
-    println!("builder listening on http://{addr}/build (BuildKit: {buildkit})");
-    let handler = openfaas_runtime::handler_fn(move |req| {
-        let builder = Arc::clone(&builder);
-        async move { handler::route(&builder, req).await }
-    });
-    let config = openfaas_runtime::Config {
-        addr,
-        read_timeout: Some(Duration::from_secs(600)),
-        write_timeout: Some(Duration::from_secs(600)),
-    };
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    openfaas_runtime::serve_with(listener, config, handler, shutdown).await?;
-    Ok(())
-}
-
-/// Writes a fresh secret into a new file only its owner can read; returns the secret.
-fn write_new_secret(path: &std::path::Path) -> Result<String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let secret = generate_secret()?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut file| file.write_all(secret.as_bytes()))
-        .with_context(|| format!("writing the payload secret to {}", path.display()))?;
-    Ok(secret)
-}
-
-/// 32 bytes from the OS's random source, as hex.
-fn generate_secret() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("no OS randomness: {err}"))?;
-    Ok(hex::encode(bytes))
 }

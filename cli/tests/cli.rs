@@ -3,11 +3,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use function_builder_tests::api::{Server, SECRET};
+use function_builder_tests::api::SECRET;
 use function_builder_tests::bed::Bed;
 
 mod common;
-use common::{cli, strings, write, BIN};
+use common::{cli, strings, write, Serve, BIN};
 
 #[tokio::test]
 async fn pack_is_byte_for_byte_stable_and_applies_dockerignore() {
@@ -63,14 +63,23 @@ async fn pack_is_byte_for_byte_stable_and_applies_dockerignore() {
     );
 }
 
+/// `serve` with no flag but `--network none` (the bed's engine has no bridge): it finds the Docker
+/// Engine through `DOCKER_HOST`, as the docker CLI does, and builds with it.
 #[tokio::test]
-async fn build_succeeds_end_to_end_and_fails_clearly() {
+async fn build_against_serve_succeeds_end_to_end_and_fails_clearly() {
     let bed = Bed::get();
-    let server = Server::start(&bed, |_| {}).await;
-    let url = format!("http://{}/build", server.addr);
+    let docker_host = format!("unix://{}", bed.docker_socket.display());
+    let serve = Serve::start(&["--network", "none"], &[("DOCKER_HOST", &docker_host)]);
+    assert!(
+        serve.banner[0].starts_with("payload secret (also in "),
+        "{:?}",
+        serve.banner
+    );
+    let secret_value = serve.banner[0].rsplit(' ').next().unwrap().to_owned();
+    let url = serve.url.clone();
     let secrets = tempfile::tempdir().unwrap();
     let secret = secrets.path().join("payload.txt");
-    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    std::fs::write(&secret, format!("{secret_value}\n")).unwrap();
     let wrong = secrets.path().join("wrong.txt");
     std::fs::write(&wrong, "not-the-secret").unwrap();
 
@@ -137,69 +146,24 @@ async fn build_succeeds_end_to_end_and_fails_clearly() {
 }
 
 #[tokio::test]
-async fn serve_runs_the_builder_that_build_submits_to() {
-    use std::io::{BufRead, BufReader};
-
-    let bed = Bed::get();
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("payload.txt");
-    std::fs::write(&secret, "serve-secret").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut serve = Command::new(BIN)
-        .args([
-            "serve",
-            "--port",
-            &port.to_string(),
-            "--network",
-            "none",
-            "--secret-file",
-            secret.to_str().unwrap(),
-        ])
-        .args([
-            "--buildkit",
-            &format!("docker://{}", bed.docker_socket.display()),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(serve.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert!(
-        first.starts_with(&format!(
-            "builder listening on http://127.0.0.1:{port}/build"
-        )),
-        "{first}"
+async fn serve_without_an_engine_exits_saying_what_to_configure() {
+    let out = tokio::task::spawn_blocking(|| {
+        Command::new(BIN)
+            .args(["serve", "--port", "0"])
+            .env_remove("BUILDKIT_HOST")
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: no BuildKit to build with: start a Docker Engine (its socket \
+         /nonexistent/docker.sock, named by DOCKER_HOST, is missing), or pass --buildkit \
+         unix:///run/buildkit/buildkitd.sock (or set BUILDKIT_HOST)\n"
     );
-
-    write(
-        dir.path(),
-        "ctx/Dockerfile",
-        &format!("FROM {}\nRUN echo served > /served\n", bed.base_image),
-    );
-    let image = format!("{}/cli/served:1", bed.registry);
-    let url = format!("http://127.0.0.1:{port}");
-    let ctx = dir.path().join("ctx");
-    let (ok, stdout, stderr) = cli(strings(&[
-        "build",
-        ctx.to_str().unwrap(),
-        "--image",
-        &image,
-        "--url",
-        &url,
-        "--secret-file",
-        secret.to_str().unwrap(),
-    ]))
-    .await;
-    let _ = serve.kill();
-    let _ = serve.wait();
-    assert!(ok, "{stdout}\n{stderr}");
-    assert_eq!(bed.run_in_image(&image, "cat /served"), "served\n");
 }
 
 #[tokio::test]
@@ -215,8 +179,11 @@ async fn build_async_wait_receives_the_callback() {
     // The gateway's role, played by the test: 202 with an X-Call-Id at /async-function/…, then
     // the builder invoked as the queue-worker does and its answer POSTed to X-Callback-Url.
     let bed = Bed::get();
-    let builder = Server::start(&bed, |_| {}).await;
-    let builder_addr = builder.addr;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("payload.txt");
+    std::fs::write(&secret, SECRET).unwrap();
+    let builder = Serve::on_bed(&bed, &secret);
+    let builder_addr = builder.addr();
     let gateway = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gateway_addr = gateway.local_addr().unwrap();
     let seen_path = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -265,9 +232,6 @@ async fn build_async_wait_receives_the_callback() {
             .await;
     });
 
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("payload.txt");
-    std::fs::write(&secret, SECRET).unwrap();
     write(
         dir.path(),
         "ctx/Dockerfile",
@@ -307,10 +271,10 @@ async fn build_async_wait_receives_the_callback() {
 #[tokio::test]
 async fn build_on_a_terminal_shows_a_live_line_with_the_current_step() {
     let bed = Bed::get();
-    let server = Server::start(&bed, |_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("payload.txt");
     std::fs::write(&secret, SECRET).unwrap();
+    let serve = Serve::on_bed(&bed, &secret);
     write(
         dir.path(),
         "ctx/Dockerfile",
@@ -321,9 +285,9 @@ async fn build_on_a_terminal_shows_a_live_line_with_the_current_step() {
     );
     let image = format!("{}/cli/live:1", bed.registry);
     let command = format!(
-        "{BIN} build {} --image {image} --url http://{}/build --secret-file {}",
+        "{BIN} build {} --image {image} --url {} --secret-file {}",
         dir.path().join("ctx").display(),
-        server.addr,
+        serve.url,
         secret.display()
     );
     // util-linux `script` runs the CLI on a pseudo-terminal and relays what it draws.

@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use function_builder_tests::api::{Server, SECRET};
+use function_builder_tests::api::SECRET;
 use function_builder_tests::bed::Bed;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls;
 
 mod common;
-use common::{cli, strings, write};
+use common::{cli, strings, write, Serve};
 
 /// Terminates TLS for 127.0.0.1 with a fresh self-signed certificate and relays each connection
 /// to `backend`; returns the front's address and the certificate's PEM.
@@ -49,11 +49,11 @@ async fn tls_front(backend: std::net::SocketAddr) -> (std::net::SocketAddr, Stri
 #[tokio::test]
 async fn build_over_https_verifies_the_builder_certificate() {
     let bed = Bed::get();
-    let server = Server::start(&bed, |_| {}).await;
-    let (front, cert_pem) = tls_front(server.addr).await;
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("payload.txt");
     std::fs::write(&secret, SECRET).unwrap();
+    let serve = Serve::on_bed(&bed, &secret);
+    let (front, cert_pem) = tls_front(serve.addr()).await;
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, cert_pem).unwrap();
     write(

@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
-use function_builder_tests::api::{Server, SECRET};
+use function_builder_tests::api::SECRET;
 use function_builder_tests::bed::Bed;
 
 mod common;
-use common::{cli, cli_env, strings, tar_listing, write};
+use common::{cli, cli_env, strings, tar_listing, write, Serve};
 
 const STACK: &str = "\
 version: 1.0
@@ -269,14 +269,14 @@ async fn pack_names_what_is_wrong_with_a_stack_file() {
 #[tokio::test]
 async fn build_submits_a_stack_function_and_the_image_holds_the_shrinkwrapped_layout() {
     let bed = Bed::get();
-    let server = Server::start(&bed, |_| {}).await;
     let project_dir = tempfile::tempdir().unwrap();
     let root = project_dir.path();
     project(root, &bed.base_image);
     let secret = root.join("payload.txt");
     std::fs::write(&secret, SECRET).unwrap();
+    let serve = Serve::on_bed(&bed, &secret);
     let yaml = root.join("stack.yml");
-    let url = format!("http://{}/build", server.addr);
+    let url = serve.url.clone();
     let env = vec![("FB_TEST_REGISTRY".to_owned(), bed.registry.clone())];
     let args = strings(&[
         "build",

@@ -70,3 +70,85 @@ pub fn tar_listing(tar: &[u8]) -> Vec<String> {
     }
     out
 }
+
+/// A `function-builder serve` process on a free port, killed when dropped.
+pub struct Serve {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT/build`.
+    pub url: String,
+    /// What it printed before it listened.
+    pub banner: Vec<String>,
+}
+
+impl Serve {
+    /// Starts `serve --port P` with `args` and `env` (BUILDKIT_HOST removed) and waits until it
+    /// listens; panics with what it printed if it exits instead.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--port", &port.to_string()])
+            .args(args)
+            .env_remove("BUILDKIT_HOST")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut banner = Vec::new();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = format!("http://127.0.0.1:{port}/build");
+        loop {
+            match lines.next() {
+                Some(line) => {
+                    let line = line.unwrap();
+                    let listening = line.starts_with(&format!("builder listening on {url} "));
+                    banner.push(line);
+                    if listening {
+                        break;
+                    }
+                }
+                None => panic!("serve exited before listening: {banner:?}"),
+            }
+        }
+        // Keep draining its stdout so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, url, banner }
+    }
+}
+
+impl Serve {
+    /// `serve` on the bed's engine (`--network none`: it has no bridge) with the payload secret
+    /// in `secret_file`.
+    pub fn on_bed(bed: &function_builder_tests::bed::Bed, secret_file: &Path) -> Self {
+        let buildkit = format!("docker://{}", bed.docker_socket.display());
+        let secret = secret_file.to_str().unwrap();
+        Self::start(
+            &[
+                "--network",
+                "none",
+                "--buildkit",
+                &buildkit,
+                "--secret-file",
+                secret,
+            ],
+            &[],
+        )
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        let rest = self.url.strip_prefix("http://").unwrap();
+        rest.strip_suffix("/build").unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
