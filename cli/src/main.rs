@@ -205,7 +205,10 @@ async fn run(cli: Cli) -> Result<()> {
             let Some(outcome) = outcome? else {
                 return Ok(());
             };
-            println!("image: {}", outcome.image);
+            // A --skip-push build without --image has no name.
+            if !outcome.image.is_empty() {
+                println!("image: {}", outcome.image);
+            }
             if let Some(digest) = outcome.digest {
                 println!("digest: {digest}");
             }
