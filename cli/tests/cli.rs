@@ -7,7 +7,7 @@ use function_builder_tests::api::SECRET;
 use function_builder_tests::bed::Bed;
 
 mod common;
-use common::{cli, strings, write, Serve, BIN};
+use common::{build_args, cli, strings, write, Serve, BIN};
 
 #[tokio::test]
 async fn pack_is_byte_for_byte_stable_and_applies_dockerignore() {
@@ -91,18 +91,7 @@ async fn build_against_serve_succeeds_end_to_end_and_fails_clearly() {
     );
     write(good.path(), "hello.txt", "hello from the cli\n");
     let image = format!("{}/cli/hello:1", bed.registry);
-    let build = |dir: &Path, secret: &Path| {
-        strings(&[
-            "build",
-            dir.to_str().unwrap(),
-            "--image",
-            &image,
-            "--url",
-            &url,
-            "--secret-file",
-            secret.to_str().unwrap(),
-        ])
-    };
+    let build = |dir: &Path, secret: &Path| build_args(dir, &image, &url, secret);
 
     let (ok, stdout, stderr) = cli(build(good.path(), &secret)).await;
     assert!(ok, "{stdout}\n{stderr}");
@@ -240,17 +229,9 @@ async fn build_async_wait_receives_the_callback() {
     let image = format!("{}/cli/queued:1", bed.registry);
     let url = format!("http://{gateway_addr}/function/function-builder.openfaas-system/build");
     let ctx = dir.path().join("ctx");
-    let args = [
-        "build",
-        ctx.to_str().unwrap(),
-        "--image",
-        &image,
-        "--url",
-        &url,
-        "--secret-file",
-        secret.to_str().unwrap(),
-    ];
-    let (ok, stdout, stderr) = cli(strings(&[&args[..], &["--async", "--wait"]].concat())).await;
+    let mut args = build_args(&ctx, &image, &url, &secret);
+    args.extend(strings(&["--async", "--wait"]));
+    let (ok, stdout, stderr) = cli(args).await;
     assert!(ok, "{stdout}\n{stderr}");
     assert_eq!(
         *seen_path.lock().unwrap(),

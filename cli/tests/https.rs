@@ -9,7 +9,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls;
 
 mod common;
-use common::{cli, strings, write, Serve};
+use common::{build_args, cli, strings, write, Serve};
 
 /// Terminates TLS for 127.0.0.1 with a fresh self-signed certificate and relays each connection
 /// to `backend`; returns the front's address and the certificate's PEM.
@@ -64,16 +64,7 @@ async fn build_over_https_verifies_the_builder_certificate() {
     let image = format!("{}/cli/tls:1", bed.registry);
     let url = format!("https://{front}/build");
     let ctx = dir.path().join("ctx");
-    let args = strings(&[
-        "build",
-        ctx.to_str().unwrap(),
-        "--image",
-        &image,
-        "--url",
-        &url,
-        "--secret-file",
-        secret.to_str().unwrap(),
-    ]);
+    let args = build_args(&ctx, &image, &url, &secret);
 
     // The system roots (if the machine has any) do not know a fresh self-signed certificate.
     let (ok, stdout, stderr) = cli(args.clone()).await;

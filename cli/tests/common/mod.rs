@@ -152,3 +152,18 @@ impl Drop for Serve {
         let _ = self.child.wait();
     }
 }
+
+/// `build CTX --image IMAGE --url URL --secret-file SECRET`.
+pub fn build_args(ctx: &Path, image: &str, url: &str, secret: &Path) -> Vec<String> {
+    let (ctx, secret) = (ctx.to_str().unwrap(), secret.to_str().unwrap());
+    strings(&[
+        "build",
+        ctx,
+        "--image",
+        image,
+        "--url",
+        url,
+        "--secret-file",
+        secret,
+    ])
+}
