@@ -71,8 +71,18 @@ impl Layout {
         let parts: Vec<&str> = dest.split('/').filter(|p| !p.is_empty()).collect();
         let mut dir = &mut self.root;
         let mut at = String::new();
+        let mut walk = Walk {
+            links,
+            open: Vec::new(),
+        };
         let Some((last, parents)) = parts.split_last() else {
-            return add_dir_entries(&mut self.root, src, "", links, skip);
+            let meta = fs::metadata(src).with_context(|| format!("reading {}", src.display()))?;
+            if !meta.is_dir() {
+                bail!("{} is not a folder", src.display());
+            }
+            use std::os::unix::fs::MetadataExt;
+            walk.open.push((meta.dev(), meta.ino()));
+            return walk.add_dir_entries(&mut self.root, src, "", skip);
         };
         for part in parents {
             at = join(&at, part);
@@ -84,7 +94,7 @@ impl Layout {
             };
             dir = children;
         }
-        add(dir, src, &join(&at, last), last, links, skip)
+        walk.add(dir, src, &join(&at, last), last, skip)
     }
 }
 
@@ -96,75 +106,93 @@ fn join(parent: &str, name: &str) -> String {
     }
 }
 
-/// Adds `src` as `name` (context path `rel`) into `dir`.
-fn add(
-    dir: &mut BTreeMap<String, Node>,
-    src: &Path,
-    rel: &str,
-    name: &str,
+/// One overlay's walk over the disk.
+struct Walk {
     links: Links,
-    skip: &[&str],
-) -> Result<()> {
-    let meta = match links {
-        Links::Keep => fs::symlink_metadata(src),
-        Links::Follow => fs::metadata(src),
-    }
-    .with_context(|| format!("reading {}", src.display()))?;
-    if meta.is_dir() {
-        let node = dir
-            .entry(name.to_owned())
-            .or_insert_with(|| Node::Dir(BTreeMap::new()));
-        let Node::Dir(children) = node else {
-            bail!(
-                "{rel} is a file in one layer and a folder in {}",
-                src.display()
-            );
-        };
-        return add_dir_entries(children, src, rel, links, skip);
-    }
-    if let Some(Node::Dir(_)) = dir.get(name) {
-        bail!(
-            "{rel} is a folder in one layer and a file in {}",
-            src.display()
-        );
-    }
-    let node = if meta.file_type().is_symlink() {
-        let target = fs::read_link(src).with_context(|| format!("reading {}", src.display()))?;
-        Node::Symlink(target)
-    } else if meta.is_file() {
-        use std::os::unix::fs::PermissionsExt;
-        Node::File {
-            source: src.to_owned(),
-            executable: meta.permissions().mode() & 0o111 != 0,
-        }
-    } else {
-        // Sockets, fifos and devices are not build context; BuildKit skips them too.
-        return Ok(());
-    };
-    dir.insert(name.to_owned(), node);
-    Ok(())
+    /// Device and inode of the folders being walked, outermost first: a followed link back to
+    /// one of them would never end.
+    open: Vec<(u64, u64)>,
 }
 
-fn add_dir_entries(
-    dir: &mut BTreeMap<String, Node>,
-    src: &Path,
-    rel: &str,
-    links: Links,
-    skip: &[&str],
-) -> Result<()> {
-    let entries = fs::read_dir(src).with_context(|| format!("reading {}", src.display()))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("reading {}", src.display()))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            bail!("{}: file names must be UTF-8", entry.path().display());
-        };
-        if skip.contains(&name) {
-            continue;
+impl Walk {
+    /// Adds `src` as `name` (context path `rel`) into `dir`.
+    fn add(
+        &mut self,
+        dir: &mut BTreeMap<String, Node>,
+        src: &Path,
+        rel: &str,
+        name: &str,
+        skip: &[&str],
+    ) -> Result<()> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = match self.links {
+            Links::Keep => fs::symlink_metadata(src),
+            Links::Follow => fs::metadata(src),
         }
-        add(dir, &entry.path(), &join(rel, name), name, links, &[])?;
+        .with_context(|| format!("reading {}", src.display()))?;
+        if meta.is_dir() {
+            let node = dir
+                .entry(name.to_owned())
+                .or_insert_with(|| Node::Dir(BTreeMap::new()));
+            let Node::Dir(children) = node else {
+                bail!(
+                    "{rel} is a file in one layer and a folder in {}",
+                    src.display()
+                );
+            };
+            let id = (meta.dev(), meta.ino());
+            if self.open.contains(&id) {
+                bail!("{} links back to a folder that contains it", src.display());
+            }
+            self.open.push(id);
+            let added = self.add_dir_entries(children, src, rel, skip);
+            self.open.pop();
+            return added;
+        }
+        if let Some(Node::Dir(_)) = dir.get(name) {
+            bail!(
+                "{rel} is a folder in one layer and a file in {}",
+                src.display()
+            );
+        }
+        let node = if meta.file_type().is_symlink() {
+            let target =
+                fs::read_link(src).with_context(|| format!("reading {}", src.display()))?;
+            Node::Symlink(target)
+        } else if meta.is_file() {
+            Node::File {
+                source: src.to_owned(),
+                executable: meta.permissions().mode() & 0o111 != 0,
+            }
+        } else {
+            // Sockets, fifos and devices are not build context; BuildKit skips them too.
+            return Ok(());
+        };
+        dir.insert(name.to_owned(), node);
+        Ok(())
     }
-    Ok(())
+
+    fn add_dir_entries(
+        &mut self,
+        dir: &mut BTreeMap<String, Node>,
+        src: &Path,
+        rel: &str,
+        skip: &[&str],
+    ) -> Result<()> {
+        let entries = fs::read_dir(src).with_context(|| format!("reading {}", src.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("reading {}", src.display()))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                bail!("{}: file names must be UTF-8", entry.path().display());
+            };
+            if skip.contains(&name) {
+                continue;
+            }
+            self.add(dir, &entry.path(), &join(rel, name), name, &[])?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -253,6 +281,27 @@ mod tests {
         let mut out = Vec::new();
         listing(layout.root(), "", &mut out);
         assert_eq!(out, ["a = a", "b -> a"]);
+    }
+
+    #[test]
+    fn a_followed_link_back_up_is_an_error_not_an_endless_walk() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "ctx/sub/a", "a");
+        std::os::unix::fs::symlink("..", tmp.path().join("ctx/sub/up")).unwrap();
+        let mut layout = Layout::new();
+        let err = layout
+            .overlay(&tmp.path().join("ctx"), "", Links::Follow, &[])
+            .unwrap_err();
+        let want = format!(
+            "{} links back to a folder that contains it",
+            tmp.path().join("ctx/sub/up").display()
+        );
+        assert_eq!(err.to_string(), want);
+        // Kept as a link, it is just a link.
+        let mut layout = Layout::new();
+        layout
+            .overlay(&tmp.path().join("ctx"), "", Links::Keep, &[])
+            .unwrap();
     }
 
     #[test]
