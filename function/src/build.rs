@@ -1,18 +1,17 @@
 //! `POST /build`: verify → unpack → build → respond, as one JSON object or as NDJSON lines.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use buildkit::{BuildOutcome, BuildRequest, DirTree, DockerConfig, Output};
+use buildkit::{BuildOutcome, BuildRequest, DockerConfig, Output, SourceTree};
 use bytes::Bytes;
 use openfaas_runtime::http::{header, HeaderValue, StatusCode};
 use openfaas_runtime::{Body, Request, Response};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::archive::{Archive, Limits};
 use crate::buildconfig::BuildConfig;
-use crate::unpack::{unpack, Limits};
 use crate::verify::verify;
 use crate::{BuildError, Builder};
 
@@ -30,18 +29,13 @@ struct Report {
     digest: Option<String>,
 }
 
-/// A request that passed intake: its context on disk and its config.
+/// A request that passed intake: its indexed archive and its config.
 struct Prepared {
-    /// Removed when dropped, on every path.
-    workdir: tempfile::TempDir,
+    /// The spool files; removed when dropped, on every path.
+    _workdir: tempfile::TempDir,
+    archive: Arc<Archive>,
     config: BuildConfig,
     bytes_in: u64,
-}
-
-impl Prepared {
-    fn context(&self) -> PathBuf {
-        self.workdir.path().join("context")
-    }
 }
 
 pub(crate) async fn handle(builder: &Arc<Builder>, req: Request) -> Response {
@@ -125,23 +119,19 @@ async fn prepare(builder: &Builder, req: Request) -> Result<Prepared, BuildError
             "empty request body: expected a tar",
         ));
     }
-    let context = workdir.path().join("context");
     let limits = Limits {
         entries: settings.max_entries,
         bytes: settings.max_unpacked_bytes,
     };
-    let unpacked = tokio::task::spawn_blocking(move || {
-        let result = unpack(&spool, &context, "Dockerfile", limits);
-        let _ = std::fs::remove_file(&spool);
-        result
-    })
-    .await
-    .map_err(|e| BuildError::Internal {
-        message: format!("unpack task: {e}"),
-    })??;
-    let config = BuildConfig::parse(&unpacked.config)?;
+    let archive = tokio::task::spawn_blocking(move || Archive::index(&spool, "Dockerfile", limits))
+        .await
+        .map_err(|e| BuildError::Internal {
+            message: format!("index task: {e}"),
+        })??;
+    let config = BuildConfig::parse(&archive.config)?;
     Ok(Prepared {
-        workdir,
+        _workdir: workdir,
+        archive: Arc::new(archive),
         config,
         bytes_in: verified.len,
     })
@@ -175,13 +165,14 @@ async fn run(
         (Some(image), true) => Output::Tag(image.clone()),
         (None, _) => Output::Discard,
     };
-    let mut request = BuildRequest::new(Arc::new(DirTree::new(prepared.context())), output);
+    let context: Arc<dyn SourceTree> = prepared.archive.clone();
+    let mut request = BuildRequest::new(context, output);
     request.build_args = config.build_args.clone();
     request.platforms = config.platforms.clone();
     request.network = builder.settings.network;
     request.registry_auth = Arc::new(registry_auth);
     // One key per repository: a rebuild of a function sends only what changed. Safe because
-    // unpack derives each file's mtime nanoseconds from its content.
+    // the index derives each file's mtime nanoseconds from its content.
     request.shared_key = format!(
         "function-builder:{}",
         config.repository().unwrap_or("skip-push")

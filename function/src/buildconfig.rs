@@ -49,7 +49,7 @@ impl BuildConfig {
             let inner = err.into_inner();
             match path.as_str() {
                 "." | "?" | "" => {
-                    BuildError::bad_request(format!("{}: {inner}", crate::unpack::CONFIG_NAME))
+                    BuildError::bad_request(format!("{}: {inner}", crate::archive::CONFIG_NAME))
                 }
                 _ => BuildError::bad_request(format!("{path}: {inner}")),
             }

@@ -127,3 +127,14 @@ impl From<buildkit::BuildkitError> for BuildError {
         }
     }
 }
+
+impl From<crate::archive::IndexError> for BuildError {
+    fn from(err: crate::archive::IndexError) -> Self {
+        match err {
+            crate::archive::IndexError::Spool { .. } => Self::Internal {
+                message: err.to_string(),
+            },
+            other => Self::bad_request(other.to_string()),
+        }
+    }
+}

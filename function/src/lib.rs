@@ -7,11 +7,11 @@
 //! - `GET /ready`: ready only when BuildKit answers;
 //! - anything else: 404 with a JSON error naming the method and path.
 
+mod archive;
 mod build;
 mod buildconfig;
 mod error;
 mod settings;
-mod unpack;
 mod verify;
 
 use std::sync::Arc;

@@ -44,6 +44,7 @@ pub use client::{Client, Worker};
 pub use connect::TlsFiles;
 pub use dockerconfig::{Credentials, DockerConfig, DockerConfigError};
 pub use error::BuildkitError;
+pub use fs::links;
 pub use fs::patterns::{parse_dockerignore, Filter, PatternError, Verdict};
 pub use fs::{DirTree, Entry, EntryKind, SourceTree};
 pub use progress::Event;

@@ -11,7 +11,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::fs::patterns::Filter;
-use crate::fs::{walk, Walked};
+use crate::fs::{follow, walk, Walked};
 use crate::proto::filesync::file_sync_server::FileSync;
 use crate::proto::fs::packet::PacketType;
 use crate::proto::fs::Packet;
@@ -56,17 +56,24 @@ impl FileSync for FileSyncService {
             .get(&dir)
             .cloned()
             .ok_or_else(|| Status::not_found(format!("no access allowed to dir {dir:?}")))?;
-        // fsutil adds follow paths to the include patterns (symlinks on them are not resolved
-        // here: our contexts never need it for the Dockerfile, the one path the frontend follows).
+        // fsutil adds follow paths to the include patterns, and with them the symlinks on their
+        // way and where they lead (the frontend follows the Dockerfile, which may be a link).
         let mut include = values(metadata, "include-patterns");
-        include.extend(values(metadata, "followpaths"));
+        let follow = values(metadata, "followpaths");
+        include.extend(follow.iter().cloned());
         let exclude = values(metadata, "exclude-patterns");
         let filter = Filter::new(&include, &exclude)
             .map_err(|err| Status::invalid_argument(err.to_string()))?;
         tracing::debug!(dir, ?include, ?exclude, "daemon requested a local dir");
+        let selection = Selection {
+            include,
+            follow,
+            exclude,
+            filter,
+        };
 
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        tokio::spawn(send(tree, filter, req.into_inner(), tx));
+        tokio::spawn(send(tree, selection, req.into_inner(), tx));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -132,17 +139,42 @@ fn query_unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// What the daemon asked for: its patterns, and the filter made of them.
+struct Selection {
+    include: Vec<String>,
+    follow: Vec<String>,
+    exclude: Vec<String>,
+    filter: Filter,
+}
+
+impl Selection {
+    /// The filter, with the paths that the follow paths lead to through symlinks included.
+    fn resolve(self, tree: &dyn SourceTree) -> Result<Filter, String> {
+        let extra: Vec<String> = self.follow.iter().flat_map(|p| follow(tree, p)).collect();
+        if extra.is_empty() {
+            return Ok(self.filter);
+        }
+        let mut include = self.include;
+        include.extend(extra);
+        Filter::new(&include, &self.exclude).map_err(|err| err.to_string())
+    }
+}
+
 /// The whole exchange for one DiffCopy call. Ends when the daemon sends FIN (answered with FIN),
 /// an error, or goes away; a local failure is reported to it as an ERR packet.
 async fn send(
     tree: Arc<dyn SourceTree>,
-    filter: Filter,
+    selection: Selection,
     mut inbound: Streaming<Packet>,
     tx: Outbound,
 ) {
     let listing = {
         let tree = Arc::clone(&tree);
-        tokio::task::spawn_blocking(move || walk(tree.as_ref(), &filter)).await
+        tokio::task::spawn_blocking(move || {
+            let filter = selection.resolve(tree.as_ref())?;
+            walk(tree.as_ref(), &filter).map_err(|err| err.to_string())
+        })
+        .await
     };
     let listing = match listing {
         Ok(Ok(listing)) => listing,

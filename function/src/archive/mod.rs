@@ -1,0 +1,165 @@
+//! The request archive as a build context: indexed once ([`index`]), then served to BuildKit
+//! straight from the spool ([`Archive`] is a [`SourceTree`]). No entry of a request is ever
+//! created, opened or resolved on the host: the only host files the builder opens are its own
+//! spool files.
+
+mod index;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use buildkit::{Entry, EntryKind, SourceTree};
+
+pub(crate) use index::{IndexError, Limits, CONFIG_NAME};
+
+/// One entry of the context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Node {
+    pub(crate) kind: Kind,
+    /// `mode & 0o7777`.
+    pub(crate) permissions: u32,
+    /// Nanoseconds since the epoch; a file's nanoseconds come from its content.
+    pub(crate) mtime_ns: i64,
+}
+
+/// What an entry is. A hardlink is the file it aliases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Dir,
+    /// `size` bytes at `offset` of the spool.
+    File {
+        offset: u64,
+        size: u64,
+    },
+    Symlink {
+        target: String,
+    },
+}
+
+/// A verified request, indexed: its context served from the spool, and its raw config.
+pub(crate) struct Archive {
+    spool: Arc<File>,
+    nodes: BTreeMap<String, Node>,
+    /// Each directory's entries (`""` is the root), made once for FileSync's walk.
+    dirs: HashMap<String, Vec<Entry>>,
+    /// The raw `com.openfaas.docker.config`.
+    pub(crate) config: Vec<u8>,
+}
+
+impl Archive {
+    /// Indexes the spooled request at `spool` (a gzip body is decompressed once, into a second
+    /// file beside it). `dockerfile` must resolve to a regular file of the context.
+    ///
+    /// # Errors
+    /// [`IndexError`] naming the entry or limit at fault.
+    pub(crate) fn index(
+        spool: &Path,
+        dockerfile: &str,
+        limits: Limits,
+    ) -> Result<Self, IndexError> {
+        let plain = spool.with_extension("plain.tar");
+        let indexed = index::index(spool, &plain, dockerfile, limits)?;
+        let spool = Arc::new(File::open(&indexed.spool)?);
+        let mut dirs: HashMap<String, Vec<Entry>> = HashMap::new();
+        dirs.insert(String::new(), Vec::new());
+        for (path, node) in &indexed.nodes {
+            let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+            if node.kind == Kind::Dir {
+                dirs.entry(path.clone()).or_default();
+            }
+            dirs.entry(parent.to_owned())
+                .or_default()
+                .push(entry(name, node));
+        }
+        Ok(Self {
+            spool,
+            nodes: indexed.nodes,
+            dirs,
+            config: indexed.config,
+        })
+    }
+
+    /// Every path of the context, with its node (for tests).
+    #[cfg(test)]
+    pub(crate) fn nodes(&self) -> &BTreeMap<String, Node> {
+        &self.nodes
+    }
+}
+
+fn entry(name: &str, node: &Node) -> Entry {
+    let (kind, size) = match &node.kind {
+        Kind::Dir => (EntryKind::Dir, 0),
+        Kind::File { size, .. } => (EntryKind::File, *size),
+        Kind::Symlink { target } => (
+            EntryKind::Symlink {
+                target: target.clone(),
+            },
+            target.len() as u64,
+        ),
+    };
+    Entry {
+        name: name.to_owned(),
+        kind,
+        permissions: node.permissions,
+        size,
+        mtime_ns: node.mtime_ns,
+    }
+}
+
+impl SourceTree for Archive {
+    fn read_dir(&self, dir: &str) -> io::Result<Vec<Entry>> {
+        self.dirs.get(dir).cloned().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no directory {dir:?} in the context"),
+            )
+        })
+    }
+
+    fn open(&self, path: &str) -> io::Result<Box<dyn Read + Send>> {
+        match self.nodes.get(path) {
+            Some(Node {
+                kind: Kind::File { offset, size },
+                ..
+            }) => Ok(Box::new(Span {
+                spool: Arc::clone(&self.spool),
+                at: *offset,
+                end: offset + size,
+            })),
+            _ => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no file {path:?} in the context"),
+            )),
+        }
+    }
+}
+
+/// A file of the context: positioned reads of its bytes in the spool, no copy, no seek shared
+/// with other readers.
+struct Span {
+    spool: Arc<File>,
+    at: u64,
+    end: u64,
+}
+
+impl Read for Span {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = usize::try_from(self.end - self.at).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.spool.read_at(&mut buf[..want], self.at)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.at += n as u64;
+        Ok(n)
+    }
+}
