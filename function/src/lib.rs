@@ -11,6 +11,9 @@ mod archive;
 mod build;
 mod buildconfig;
 mod error;
+mod intake;
+mod respond;
+mod run;
 mod settings;
 mod verify;
 
@@ -27,28 +30,39 @@ pub use settings::{Settings, SettingsError};
 /// The builder's state, built once at start.
 pub struct Builder {
     settings: Settings,
-    client: tokio::sync::Mutex<Option<Client>>,
+    /// Dialled on first use; never held across the dial, so a daemon that drops packets stalls
+    /// only the requests that need it, for at most the connect timeout.
+    client: std::sync::Mutex<Option<Client>>,
 }
 
 impl Builder {
-    /// A builder with `settings`; BuildKit is dialled on first use.
+    /// A builder with `settings`; BuildKit is dialled on first use. Request temp dirs that an
+    /// earlier builder process left in `work_dir` (after a kill or an OOM) are removed.
     pub fn new(settings: Settings) -> Arc<Self> {
+        let removed = intake::remove_leftovers(&settings.work_dir);
+        if removed > 0 {
+            tracing::info!(removed, work_dir = %settings.work_dir.display(), "removed request temp dirs left by an earlier process");
+        }
         Arc::new(Self {
             settings,
-            client: tokio::sync::Mutex::new(None),
+            client: std::sync::Mutex::new(None),
         })
+    }
+
+    fn cached_client(&self) -> std::sync::MutexGuard<'_, Option<Client>> {
+        self.client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The BuildKit client, connecting (again) when there is none.
     async fn client(&self) -> Result<Client, BuildError> {
-        let mut client = self.client.lock().await;
-        if let Some(client) = client.as_ref() {
-            return Ok(client.clone());
+        if let Some(client) = self.cached_client().clone() {
+            return Ok(client);
         }
         let connected =
             Client::connect(&self.settings.buildkit, self.settings.buildkit_tls.as_ref()).await?;
-        *client = Some(connected.clone());
-        Ok(connected)
+        Ok(self.cached_client().get_or_insert(connected).clone())
     }
 
     /// The payload secret, read per request so a rotated secret takes effect; `None` when HMAC
@@ -63,7 +77,14 @@ impl Builder {
             .map_err(|e| BuildError::Internal {
                 message: format!("cannot read the payload secret {}: {e}", path.display()),
             })?;
-        Ok(Some(secret.trim_ascii().to_vec()))
+        let secret = secret.trim_ascii();
+        // An empty key would accept any body signed with an empty key.
+        if secret.is_empty() {
+            return Err(BuildError::Internal {
+                message: format!("the payload secret {} is empty", path.display()),
+            });
+        }
+        Ok(Some(secret.to_vec()))
     }
 
     async fn ready(&self) -> Response {
@@ -79,7 +100,7 @@ impl Builder {
             Ok(()) => json(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
             Err(err) => {
                 // A broken channel is dropped so the next check dials again.
-                *self.client.lock().await = None;
+                *self.cached_client() = None;
                 json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     &format!("buildkit is not ready: {err}"),
@@ -97,12 +118,15 @@ impl Init for State {
         let settings = Settings::from_env()?;
         if settings.disable_hmac {
             tracing::warn!("disable_hmac=true: build requests are NOT authenticated; use this for local development only");
-        } else if let Err(err) = std::fs::metadata(&settings.payload_secret_path) {
-            return Err(format!(
-                "payload secret {}: {err}",
-                settings.payload_secret_path.display()
-            )
-            .into());
+        } else {
+            let path = &settings.payload_secret_path;
+            match std::fs::read(path) {
+                Err(err) => return Err(format!("payload secret {}: {err}", path.display()).into()),
+                Ok(secret) if secret.trim_ascii().is_empty() => {
+                    return Err(format!("payload secret {} is empty", path.display()).into())
+                }
+                Ok(_) => {}
+            }
         }
         tracing::info!(buildkit = %settings.buildkit, network = ?settings.network, "builder configured");
         Ok(Self(Builder::new(settings)))

@@ -57,7 +57,7 @@ fn main() {
         );
         req.network = NetworkMode::None;
         req.shared_key = format!("bench-{nonce}");
-        let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (events, mut rx) = tokio::sync::mpsc::channel(256);
         let start = Instant::now();
         runtime.block_on(async {
             tokio::spawn(async move { while rx.recv().await.is_some() {} });

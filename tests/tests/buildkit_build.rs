@@ -22,7 +22,7 @@ async fn build(
         .expect("connect to the daemon");
     // The bed's dockerd has no bridge network: RUN steps get none.
     req.network = NetworkMode::None;
-    let (events, mut rx) = mpsc::unbounded_channel();
+    let (events, mut rx) = mpsc::channel(256);
     let lines = tokio::spawn(async move {
         let mut lines = Vec::new();
         while let Some(event) = rx.recv().await {
@@ -233,7 +233,7 @@ async fn dropping_a_build_cancels_it_in_the_daemon_and_the_next_build_succeeds()
             .unwrap();
         let mut req = context_request(dir.path(), Output::Discard);
         req.network = NetworkMode::None;
-        let (events, mut rx) = mpsc::unbounded_channel();
+        let (events, mut rx) = mpsc::channel(256);
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
         let running = tokio::spawn(async move { client.build(req, events).await });
         assert!(

@@ -5,6 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::Uri;
 use hyper_util::rt::TokioIo;
@@ -31,6 +32,16 @@ pub struct TlsFiles {
     /// Name to verify the daemon's certificate against; default the address's host.
     pub server_name: Option<String>,
 }
+
+/// A daemon that does not answer the dial (dropped packets) fails the request instead of
+/// hanging it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 pings on a connection with calls in flight find a daemon that went away silently.
+/// Not more often: buildkitd's gRPC server (grpc-go's default policy) closes connections that
+/// ping more often than every 5 minutes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(300);
+/// How long a ping may go unanswered before the connection is dropped.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
@@ -66,6 +77,9 @@ pub(crate) async fn connect(
     });
     Endpoint::from_shared(authority)
         .map_err(|err| unavailable(address, err))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .connect_with_connector(connector)
         .await
         .map_err(|err| unavailable(address, err))

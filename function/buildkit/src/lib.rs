@@ -10,7 +10,7 @@
 //! let address: Address = "docker://".parse().expect("valid address");
 //! let client = Client::connect(&address, None).await?;
 //! let req = BuildRequest::new(Arc::new(DirTree::new("./app")), Output::Push("127.0.0.1:5000/app:1".into()));
-//! let (events, mut progress) = tokio::sync::mpsc::unbounded_channel();
+//! let (events, mut progress) = tokio::sync::mpsc::channel(256);
 //! tokio::spawn(async move {
 //!     while let Some(event) = progress.recv().await {
 //!         if let Some(line) = buildkit::render(&event) {

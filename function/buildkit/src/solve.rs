@@ -114,7 +114,7 @@ impl Client {
     pub async fn build(
         &self,
         req: BuildRequest,
-        events: mpsc::UnboundedSender<Event>,
+        events: mpsc::Sender<Event>,
     ) -> Result<BuildOutcome, BuildkitError> {
         let is_docker = matches!(self.address, Address::Docker(_));
         let mut sources: HashMap<String, Arc<dyn SourceTree>> = HashMap::new();
@@ -231,7 +231,7 @@ fn solve_request(
 async fn follow_status(
     client: Client,
     build_ref: String,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::Sender<Event>,
     failures: Arc<std::sync::Mutex<FailedSteps>>,
 ) {
     let mut stream = match client
@@ -250,18 +250,23 @@ async fn follow_status(
         }
     };
     let mut tracker = Tracker::new();
+    // Bounded: a slow reader holds the status stream back instead of queueing without limit.
     let deliver = |batch: Vec<Event>| {
-        let mut failures = failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for event in batch {
-            failures.observe(&event);
-            let _ = events.send(event);
+        let (events, failures) = (&events, &failures);
+        async move {
+            for event in batch {
+                failures
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .observe(&event);
+                // A reader that went away still lets the build finish.
+                let _ = events.send(event).await;
+            }
         }
     };
     loop {
         match stream.message().await {
-            Ok(Some(update)) => deliver(tracker.update(update.into())),
+            Ok(Some(update)) => deliver(tracker.update(update.into())).await,
             Ok(None) => break,
             Err(status) => {
                 tracing::debug!(
@@ -272,7 +277,7 @@ async fn follow_status(
             }
         }
     }
-    deliver(tracker.finish());
+    deliver(tracker.finish()).await;
 }
 
 /// The last lines of output of each step, and the steps that failed.

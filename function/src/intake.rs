@@ -1,0 +1,147 @@
+//! Intake: signature, size, then the index of the spooled archive and its config, before BuildKit
+//! is called. Each request's spool files live in one temp dir owned by what this returns.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use openfaas_runtime::http::header;
+use openfaas_runtime::Request;
+
+use crate::archive::{Archive, Limits};
+use crate::buildconfig::BuildConfig;
+use crate::verify::verify;
+use crate::{BuildError, Builder};
+
+/// Names of request temp dirs: `fb-build-<pid>-<random>`, so that a later process can tell its
+/// predecessors' leftovers from another live builder's dirs.
+const TEMP_PREFIX: &str = "fb-build-";
+
+/// A request that passed intake: its indexed archive and its config.
+pub(crate) struct Prepared {
+    /// The spool files; removed when dropped, on every path (answered, failed, cancelled).
+    _workdir: tempfile::TempDir,
+    pub(crate) archive: Arc<Archive>,
+    pub(crate) config: BuildConfig,
+    pub(crate) bytes_in: u64,
+}
+
+/// Verifies, spools and indexes a request.
+///
+/// # Errors
+/// The signature, size, archive or config error, naming what is wrong.
+pub(crate) async fn prepare(builder: &Builder, req: Request) -> Result<Prepared, BuildError> {
+    let settings = &builder.settings;
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    {
+        if len > settings.max_request_bytes {
+            return Err(BuildError::TooLarge {
+                limit: settings.max_request_bytes,
+            });
+        }
+    }
+    let signature = req
+        .headers()
+        .get("x-build-signature")
+        .map(|v| v.as_bytes().to_vec());
+    let secret = builder.payload_secret().await?;
+    let workdir = tempfile::Builder::new()
+        .prefix(&format!("{TEMP_PREFIX}{}-", std::process::id()))
+        .tempdir_in(&settings.work_dir)
+        .map_err(|e| BuildError::Internal {
+            message: format!("creating a work dir: {e}"),
+        })?;
+    let spool = workdir.path().join("request.tar");
+    let verified = verify(
+        req.into_body(),
+        &spool,
+        settings.max_request_bytes,
+        signature.as_deref(),
+        secret.as_deref(),
+    )
+    .await?;
+    if verified.len == 0 {
+        return Err(BuildError::bad_request(
+            "empty request body: expected a tar",
+        ));
+    }
+    let limits = Limits {
+        entries: settings.max_entries,
+        bytes: settings.max_unpacked_bytes,
+    };
+    let archive = tokio::task::spawn_blocking(move || Archive::index(&spool, "Dockerfile", limits))
+        .await
+        .map_err(|e| BuildError::Internal {
+            message: format!("index task: {e}"),
+        })??;
+    let config = BuildConfig::parse(&archive.config)?;
+    Ok(Prepared {
+        _workdir: workdir,
+        archive: Arc::new(archive),
+        config,
+        bytes_in: verified.len,
+    })
+}
+
+/// Removes the request temp dirs that an earlier builder process left in `work_dir` (after a
+/// kill or an OOM): ours by name, whose process is gone or is this one (a restarted container
+/// gets its old pid back). Returns how many it removed.
+pub(crate) fn remove_leftovers(work_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(work_dir) else {
+        return 0;
+    };
+    let me = std::process::id();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(TEMP_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid != me && Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_of_gone_processes_and_of_this_pid_are_removed_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        let parent = std::os::unix::process::parent_id();
+        for name in [
+            format!("{TEMP_PREFIX}{me}-abc"),
+            format!("{TEMP_PREFIX}4000000-abc"),
+            format!("{TEMP_PREFIX}{parent}-live"),
+            "unrelated".to_owned(),
+        ] {
+            std::fs::create_dir(dir.path().join(&name)).unwrap();
+            std::fs::write(dir.path().join(name).join("request.tar"), "x").unwrap();
+        }
+        assert_eq!(remove_leftovers(dir.path()), 2);
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                format!("{TEMP_PREFIX}{parent}-live"),
+                "unrelated".to_owned()
+            ]
+        );
+    }
+}

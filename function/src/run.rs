@@ -1,0 +1,119 @@
+//! Run: the indexed context and config become a BuildKit build; its progress becomes log lines,
+//! handed on in batches as they come.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use buildkit::{BuildOutcome, BuildRequest, DockerConfig, Output, SourceTree};
+use tokio::sync::mpsc;
+
+use crate::intake::Prepared;
+use crate::respond::line;
+use crate::{BuildError, Builder};
+
+/// Progress events and log lines queued between the build and the response; a slow reader holds
+/// the build's status stream back rather than growing a queue.
+const QUEUE: usize = 256;
+
+/// Runs the build of `prepared`, handing each batch of new log lines to `sink` while it runs.
+/// Returns `None` when `sink` says the reader went away: the build is then dropped, which
+/// cancels it on the daemon.
+pub(crate) async fn run<S, F>(
+    builder: &Builder,
+    prepared: Prepared,
+    mut sink: S,
+) -> Option<Result<BuildOutcome, BuildError>>
+where
+    S: FnMut(Vec<String>) -> F,
+    F: Future<Output = bool>,
+{
+    let (lines_tx, mut lines_rx) = mpsc::channel(QUEUE);
+    let build = build(builder, prepared, lines_tx);
+    tokio::pin!(build);
+    let result = loop {
+        tokio::select! {
+            result = &mut build => break result,
+            Some(first) = lines_rx.recv() => {
+                let mut batch = vec![first];
+                batch.extend(drain(&mut lines_rx));
+                if !sink(batch).await {
+                    return None;
+                }
+            }
+        }
+    };
+    let rest = drain(&mut lines_rx);
+    if !rest.is_empty() && !sink(rest).await {
+        return None;
+    }
+    Some(result)
+}
+
+/// The lines already queued, without waiting for more.
+fn drain(lines: &mut mpsc::Receiver<String>) -> Vec<String> {
+    std::iter::from_fn(|| lines.try_recv().ok()).collect()
+}
+
+async fn build(
+    builder: &Builder,
+    prepared: Prepared,
+    lines: mpsc::Sender<String>,
+) -> Result<BuildOutcome, BuildError> {
+    let config = &prepared.config;
+    if !config.unknown_fields.is_empty() {
+        let _ = lines
+            .send(line(&format!(
+                "ignoring unknown config fields: {}",
+                config.unknown_fields.join(", ")
+            )))
+            .await;
+    }
+    let client = builder.client().await?;
+    let path = builder.settings.docker_config.clone();
+    let registry_auth = tokio::task::spawn_blocking(move || DockerConfig::load(&path))
+        .await
+        .map_err(|e| BuildError::Internal {
+            message: e.to_string(),
+        })?
+        .map_err(|e| BuildError::Internal {
+            message: e.to_string(),
+        })?;
+    let output = match (&config.image, config.skip_push) {
+        (Some(image), false) => Output::Push(image.clone()),
+        (Some(image), true) => Output::Tag(image.clone()),
+        (None, _) => Output::Discard,
+    };
+    let context: Arc<dyn SourceTree> = prepared.archive.clone();
+    let mut request = BuildRequest::new(context, output);
+    request.build_args = config.build_args.clone();
+    request.platforms = config.platforms.clone();
+    request.network = builder.settings.network;
+    request.registry_auth = Arc::new(registry_auth);
+    // One key per repository: a rebuild of a function sends only what changed. Safe because
+    // the index derives each file's mtime nanoseconds from its content.
+    request.shared_key = format!(
+        "function-builder:{}",
+        config.repository().unwrap_or("skip-push")
+    );
+
+    let (events, mut events_rx) = mpsc::channel(QUEUE);
+    let forward = tokio::spawn(async move {
+        while let Some(event) = events_rx.recv().await {
+            if let Some(text) = buildkit::render(&event) {
+                if lines.send(text).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let timeout = builder.settings.build_timeout;
+    let result = tokio::time::timeout(timeout, client.build(request, events)).await;
+    let _ = forward.await;
+    drop(prepared);
+    match result {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(BuildError::Timeout {
+            secs: timeout.as_secs(),
+        }),
+    }
+}
