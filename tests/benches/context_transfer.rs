@@ -1,32 +1,41 @@
-//! Context transfer benchmark: a 200 MB / 20,000-file context sent into a `COPY` by our FileSync
-//! sender, and by the Docker CLI against the same Engine (BuildKit's Go FileSync client, and the
-//! classic builder's tar upload), measured in the same run. Prints MB/s, wall time and ratios.
+//! Context transfer benchmark, every sender cold: a 200 MB / 20,000-file context into a `COPY`,
+//! through our Builder API (a signed request tar POSTed to the builder, served from its spool),
+//! through our BuildKit client alone (a directory on disk), and through the Docker Engine's own
+//! `POST /build?version=2` with the same context as a tar body, all against the bed's dockerd in
+//! the same run. Every run uses a new nonce (no cache hit) and a new shared key or repository
+//! (a full transfer). Prints medians with min–max over `BENCH_RUNS` runs (default 3), ratios, and
+//! the process CPU per API build over consecutive builds.
 //!
 //! Run inside the test bed: `tests/run cargo bench -p function-builder-tests --bench context_transfer`
 
 use std::fs;
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use buildkit::{BuildRequest, Client, DirTree, NetworkMode, Output};
+use bytes::Bytes;
+use function_builder_tests::api::{sign, Server, SECRET};
 use function_builder_tests::bed::Bed;
+use function_builder_tests::client::{read_body, send_tcp, send_unix, TestBody};
+use http_body_util::{BodyExt, Full};
 
 const FILES: usize = 20_000;
-const FILE_LEN: usize = 10_000;
-const ROUNDS: usize = 3;
+const FILE_LEN: usize = 10_240;
 
 fn main() {
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let bed = Bed::get();
     let dir = tempfile::tempdir().expect("temp dir");
     for i in 0..FILES {
         let sub = dir.path().join(format!("d{:03}", i / 100));
         fs::create_dir_all(&sub).unwrap();
-        fs::write(
-            sub.join(format!("f{i:05}.bin")),
-            vec![(i % 251) as u8; FILE_LEN],
-        )
-        .unwrap();
+        let mut data = vec![(i % 251) as u8; FILE_LEN];
+        data[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        fs::write(sub.join(format!("f{i:05}.bin")), data).unwrap();
     }
     let total_mb = (FILES * FILE_LEN) as f64 / 1e6;
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -36,14 +45,15 @@ fn main() {
             None,
         ))
         .expect("connect to the bed's dockerd");
+    let server = runtime.block_on(Server::start(&bed, |s| {
+        s.max_request_bytes = 1 << 30;
+        s.max_unpacked_bytes = 1 << 30;
+        s.max_entries = 100_000;
+    }));
 
-    let mut ours = Vec::new();
-    let mut go_filesync = Vec::new();
-    let mut tar_upload = Vec::new();
-    for round in 0..ROUNDS {
-        // A new nonce each round: the COPY is never a cache hit and a new shared key means a
-        // full (not incremental) transfer.
-        let nonce = format!("{}-{round}", std::process::id());
+    let (mut api, mut api_cpu, mut alone, mut engine) = (vec![], vec![], vec![], vec![]);
+    for run in 0..runs.max(10) {
+        let nonce = format!("{}-{run}", std::process::id());
         fs::write(dir.path().join("nonce"), &nonce).unwrap();
         fs::write(
             dir.path().join("Dockerfile"),
@@ -51,9 +61,23 @@ fn main() {
         )
         .unwrap();
 
+        // The API: a new repository per run, so its per-repository shared key is new.
+        let config = format!(r#"{{"image":"bench/api-{nonce}:1","skipPush":true}}"#);
+        let request = request_tar(dir.path(), &config);
+        let cpu = cpu_seconds();
+        let start = Instant::now();
+        let (status, answer) = runtime.block_on(post(&server, request));
+        api.push(start.elapsed().as_secs_f64());
+        api_cpu.push(cpu_seconds() - cpu);
+        assert_eq!(status, 200, "API build: {answer}");
+        if run >= runs {
+            continue; // the remaining API runs only measure CPU across consecutive builds
+        }
+
+        fs::write(dir.path().join("nonce"), format!("{nonce}-alone")).unwrap();
         let mut req = BuildRequest::new(
             Arc::new(DirTree::new(dir.path())),
-            Output::Tag(format!("bench/ours:{nonce}")),
+            Output::Tag(format!("bench/alone:{nonce}")),
         );
         req.network = NetworkMode::None;
         req.shared_key = format!("bench-{nonce}");
@@ -61,62 +85,110 @@ fn main() {
         let start = Instant::now();
         runtime.block_on(async {
             tokio::spawn(async move { while rx.recv().await.is_some() {} });
-            client.build(req, events).await.expect("our build")
+            client.build(req, events).await.expect("our client's build")
         });
-        ours.push(start.elapsed().as_secs_f64());
+        alone.push(start.elapsed().as_secs_f64());
 
-        fs::write(dir.path().join("nonce"), format!("{nonce}-go")).unwrap();
-        go_filesync.push(docker_build(
+        fs::write(dir.path().join("nonce"), format!("{nonce}-engine")).unwrap();
+        let context = context_tar(dir.path());
+        let start = Instant::now();
+        runtime.block_on(engine_build(
             &bed,
-            dir.path(),
-            "1",
-            &format!("bench/go:{nonce}"),
+            context,
+            &format!("bench/engine:{nonce}"),
         ));
-        fs::write(dir.path().join("nonce"), format!("{nonce}-tar")).unwrap();
-        tar_upload.push(docker_build(
-            &bed,
-            dir.path(),
-            "0",
-            &format!("bench/tar:{nonce}"),
-        ));
+        engine.push(start.elapsed().as_secs_f64());
     }
-    let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-    let (ours, go, tar) = (best(&ours), best(&go_filesync), best(&tar_upload));
-    println!("context: {FILES} files, {total_mb:.0} MB; best of {ROUNDS} rounds, wall time of the whole build");
-    println!(
-        "ours (FileSync, Rust)              {ours:7.2} s  {:7.1} MB/s",
-        total_mb / ours
+
+    println!("context: {FILES} files x {FILE_LEN} B = {total_mb:.0} MB, COPY . /ctx/, cold; median (min-max) of {runs} runs");
+    let api_times = &api[..runs];
+    let row = |name: &str, v: &[f64]| {
+        let (med, min, max) = stats(v);
+        println!(
+            "{name:<44} {med:6.2} s ({min:.2}-{max:.2})  {:6.1} MB/s",
+            total_mb / med
+        );
+    };
+    row(
+        "Builder API (POST signed tar, served from spool)",
+        api_times,
     );
+    row("our BuildKit client alone (dir on disk)", &alone);
+    row("Docker Engine POST /build?version=2 (tar body)", &engine);
+    let (api_med, alone_med, engine_med) = (stats(api_times).0, stats(&alone).0, stats(&engine).0);
     println!(
-        "docker build, BuildKit (Go FileSync) {go:5.2} s  {:7.1} MB/s  ratio {:.2}x",
-        total_mb / go,
-        go / ours
+        "API / client alone: {:.2}x   API / Engine: {:.2}x   (< 1: the API is faster)",
+        api_med / alone_med,
+        api_med / engine_med
     );
+    let cpu: Vec<String> = api_cpu.iter().map(|c| format!("{c:.2}")).collect();
     println!(
-        "docker build, classic (tar upload)   {tar:5.2} s  {:7.1} MB/s  ratio {:.2}x",
-        total_mb / tar,
-        tar / ours
+        "process CPU s per API build, {} consecutive builds: {}",
+        api_cpu.len(),
+        cpu.join(" ")
     );
-    println!("(ratio > 1: ours is faster)");
 }
 
-/// `docker build` of `dir` with `DOCKER_BUILDKIT` set to `buildkit`; returns its wall time.
-fn docker_build(bed: &Bed, dir: &std::path::Path, buildkit: &str, tag: &str) -> f64 {
-    let start = Instant::now();
-    let out = Command::new("/usr/bin/docker")
-        .env(
-            "DOCKER_HOST",
-            format!("unix://{}", bed.docker_socket.display()),
-        )
-        .env("DOCKER_BUILDKIT", buildkit)
-        .args(["build", "-q", "--network", "none", "-t", tag])
-        .arg(dir)
-        .output()
-        .expect("run docker build");
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    (s[s.len() / 2], s[0], s[s.len() - 1])
+}
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+fn context_tar(dir: &Path) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_dir_all(".", dir).unwrap();
+    b.into_inner().unwrap()
+}
+
+fn request_tar(dir: &Path, config: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(config.len() as u64);
+    header.set_mode(0o644);
+    b.append_data(&mut header, "com.openfaas.docker.config", config.as_bytes())
+        .unwrap();
+    b.append_dir_all("context", dir).unwrap();
+    b.into_inner().unwrap()
+}
+
+fn body(bytes: Vec<u8>) -> TestBody {
+    Full::new(Bytes::from(bytes))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+async fn post(server: &Server, tar: Vec<u8>) -> (u16, String) {
+    let req = http::Request::post("/build")
+        .header("host", "builder")
+        .header("x-build-signature", sign(SECRET, &tar))
+        .body(body(tar))
+        .unwrap();
+    let resp = send_tcp(server.addr, req).await;
+    let status = resp.status().as_u16();
+    let answer = String::from_utf8_lossy(&read_body(resp).await).into_owned();
+    (status, answer)
+}
+
+async fn engine_build(bed: &Bed, context: Vec<u8>, tag: &str) {
+    let req = http::Request::post(format!("/build?version=2&networkmode=none&q=1&t={tag}"))
+        .header("host", "docker")
+        .header("content-type", "application/x-tar")
+        .body(body(context))
+        .unwrap();
+    let resp = send_unix(&bed.docker_socket, req).await;
+    let status = resp.status();
+    let out = String::from_utf8_lossy(&read_body(resp).await).into_owned();
     assert!(
-        out.status.success(),
-        "docker build: {}",
-        String::from_utf8_lossy(&out.stderr)
+        status.is_success() && !out.contains("errorDetail"),
+        "Engine build: {status} {out}"
     );
-    start.elapsed().as_secs_f64()
 }
