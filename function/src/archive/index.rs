@@ -26,6 +26,9 @@ const MAX_NAME_BYTES: u64 = 4096;
 const MAX_COMPONENT_BYTES: usize = 255;
 /// Largest PAX extended header, read into memory.
 const MAX_PAX_BYTES: u64 = 64 * 1024;
+/// Bytes of paths looked up while resolving all the symlinks of one archive: a fraction of a
+/// second of work in a release build, and room for 100,000 links of a real `node_modules`.
+const LINK_BUDGET: u64 = 64 << 20;
 /// Tar bytes a gzip body may decompress to per allowed entry, on top of the content limit:
 /// a header and padding.
 const TAR_OVERHEAD_PER_ENTRY: u64 = 1024;
@@ -530,6 +533,9 @@ impl Indexer {
 
     /// Every symlink, resolved through the other links of the final archive, stays inside.
     fn check_links(&self) -> Result<(), IndexError> {
+        // One budget for all links: each alone is bounded (40 hops of 4096-byte targets), but
+        // 100,000 of them crafted to be slow would hold a core for minutes.
+        let mut budget = LINK_BUDGET;
         for (path, node) in &self.nodes {
             let Kind::Symlink { target } = &node.kind else {
                 continue;
@@ -539,13 +545,15 @@ impl Indexer {
                 Some((dir, _)) => Ok(format!("{dir}/{target}")),
                 None => Ok(target.clone()),
             };
-            let resolved = from.and_then(|from| links::resolve(&from, |p| lookup(&self.nodes, p)));
+            let resolved = from.and_then(|from| {
+                links::resolve_within(&from, &mut budget, |p| lookup(&self.nodes, p))
+            });
             if let Err(err) = resolved {
                 let problem = match err {
                     ResolveError::Escapes => {
                         format!("symlink target {target:?} escapes the context")
                     }
-                    ResolveError::TooManyLinks => {
+                    ResolveError::TooManyLinks | ResolveError::TooComplex => {
                         format!("symlink target {target:?} {err}")
                     }
                 };

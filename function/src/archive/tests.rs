@@ -542,3 +542,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn links_crafted_to_be_slow_to_resolve_are_refused_within_a_bound() {
+    // A dir 1,000 deep and 200 links into its bottom: each resolution looks up 1,000 ever
+    // longer paths (~1 MB of path bytes), together far past the budget.
+    let deep = vec!["a"; 1000].join("/");
+    let mut entries = vec![dockerfile(), E::Dir(format!("context/{deep}"))];
+    entries.extend((0..200).map(|i| link(&format!("context/l{i}"), &deep)));
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("request.tar");
+    std::fs::write(&spool, tar(&with_config(entries))).unwrap();
+    let limits = Limits {
+        entries: 10_000,
+        bytes: 64 << 20,
+    };
+    let started = std::time::Instant::now();
+    let err = Archive::index(&spool, "Dockerfile", limits)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.ends_with("takes too long to resolve through the archive's links"),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+}

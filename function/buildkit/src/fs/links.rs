@@ -41,7 +41,13 @@ pub enum ResolveError {
     /// More than [`MAX_LINK_HOPS`] symlinks.
     #[error("passes through more than {MAX_LINK_HOPS} symlinks")]
     TooManyLinks,
+    /// The resolution spent its whole budget (see [`resolve_within`]).
+    #[error("takes too long to resolve through the archive's links")]
+    TooComplex,
 }
+
+/// Work one [`resolve`] may do: bytes of the paths it looks up along the way.
+pub const DEFAULT_BUDGET: u64 = 16 << 20;
 
 /// Resolves `path` (relative to the root, `/`-separated; may hold `.`, `..` and links) component
 /// by component, asking `lookup` what each clean path is. A `..` climbs the path resolved so far,
@@ -52,7 +58,20 @@ pub enum ResolveError {
 /// # Errors
 /// [`ResolveError::Escapes`] when any step would leave the root; [`ResolveError::TooManyLinks`]
 /// for link cycles and chains longer than [`MAX_LINK_HOPS`].
-pub fn resolve(path: &str, mut lookup: impl FnMut(&str) -> Node) -> Result<Resolved, ResolveError> {
+pub fn resolve(path: &str, lookup: impl FnMut(&str) -> Node) -> Result<Resolved, ResolveError> {
+    resolve_within(path, &mut DEFAULT_BUDGET.clone(), lookup)
+}
+
+/// [`resolve`], charging `budget` with the bytes of every path it looks up: a caller resolving
+/// many links (each up to 40 hops of 4096-byte targets) bounds the work of all of them together.
+///
+/// # Errors
+/// As [`resolve`]; [`ResolveError::TooComplex`] when `budget` runs out.
+pub fn resolve_within(
+    path: &str,
+    budget: &mut u64,
+    mut lookup: impl FnMut(&str) -> Node,
+) -> Result<Resolved, ResolveError> {
     if path.starts_with('/') {
         return Err(ResolveError::Escapes);
     }
@@ -74,6 +93,9 @@ pub fn resolve(path: &str, mut lookup: impl FnMut(&str) -> Node) -> Result<Resol
             _ => at.push(part),
         }
         let here = at.join("/");
+        *budget = budget
+            .checked_sub(here.len() as u64 + 1)
+            .ok_or(ResolveError::TooComplex)?;
         node = lookup(&here);
         if let Node::Symlink(target) = &node {
             if links.len() == MAX_LINK_HOPS {
@@ -212,6 +234,9 @@ mod tests {
         assert_eq!(run(&t, "fine").unwrap().node, Node::Missing);
         assert_eq!(run(&t, "..").unwrap_err(), ResolveError::Escapes);
         assert_eq!(run(&t, "/x").unwrap_err(), ResolveError::Escapes);
+        let mut budget = 10;
+        let deep = resolve_within("a/b/c/d/e/f", &mut budget, |_| Node::Dir);
+        assert_eq!(deep.unwrap_err(), ResolveError::TooComplex);
         assert_eq!(run(&t, "").unwrap().node, Node::Dir);
     }
 }
