@@ -14,11 +14,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use buildkit::{BuildRequest, Client, DirTree, NetworkMode, Output};
-use bytes::Bytes;
 use function_builder_tests::api::{sign, Server, SECRET};
 use function_builder_tests::bed::Bed;
-use function_builder_tests::client::{read_body, send_tcp, send_unix, TestBody};
-use http_body_util::{BodyExt, Full};
+use function_builder_tests::client::{full, read_body, send_tcp, send_unix};
 
 const FILES: usize = 20_000;
 const FILE_LEN: usize = 10_240;
@@ -160,17 +158,11 @@ fn request_tar(dir: &Path, config: &str) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-fn body(bytes: Vec<u8>) -> TestBody {
-    Full::new(Bytes::from(bytes))
-        .map_err(|never| match never {})
-        .boxed()
-}
-
 async fn post(server: &Server, tar: Vec<u8>) -> (u16, String) {
     let req = http::Request::post("/build")
         .header("host", "builder")
         .header("x-build-signature", sign(SECRET, &tar))
-        .body(body(tar))
+        .body(full(tar))
         .unwrap();
     let resp = send_tcp(server.addr, req).await;
     let status = resp.status().as_u16();
@@ -182,7 +174,7 @@ async fn engine_build(bed: &Bed, context: Vec<u8>, tag: &str) {
     let req = http::Request::post(format!("/build?version=2&networkmode=none&q=1&t={tag}"))
         .header("host", "docker")
         .header("content-type", "application/x-tar")
-        .body(body(context))
+        .body(full(context))
         .unwrap();
     let resp = send_unix(&bed.docker_socket, req).await;
     let status = resp.status();

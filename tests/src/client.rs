@@ -19,6 +19,13 @@ pub fn empty() -> TestBody {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
+/// A request body of `bytes`, all at once.
+pub fn full(bytes: Vec<u8>) -> TestBody {
+    http_body_util::Full::new(Bytes::from(bytes))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
 /// Sends `req` on a new TCP connection to `addr`.
 ///
 /// # Panics

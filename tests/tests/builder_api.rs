@@ -3,18 +3,11 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use function_builder_tests::api::{raw_tar, request_tar, sign, Item, Server, Shape, SECRET};
 use function_builder_tests::bed::{wait_for_process, Bed};
-use function_builder_tests::client::{read_body, send_tcp, TestBody};
-use http_body_util::{BodyExt, Full};
+use function_builder_tests::client::{full, read_body, send_tcp};
+use http_body_util::BodyExt;
 use serde_json::Value;
-
-fn body(bytes: Vec<u8>) -> TestBody {
-    Full::new(Bytes::from(bytes))
-        .map_err(|never| match never {})
-        .boxed()
-}
 
 /// POSTs `tar` to `/build`, signed with `signature` (None: unsigned), and returns the status,
 /// the headers and the JSON body.
@@ -33,7 +26,7 @@ async fn post(
     if ndjson {
         req = req.header("accept", "application/x-ndjson");
     }
-    send_tcp(server.addr, req.body(body(tar)).unwrap()).await
+    send_tcp(server.addr, req.body(full(tar)).unwrap()).await
 }
 
 async fn build_json(server: &Server, tar: Vec<u8>) -> (u16, Value) {
@@ -521,7 +514,7 @@ async fn disconnect_cancels(ndjson: bool) {
         if ndjson {
             req = req.header("accept", "application/x-ndjson");
         }
-        let resp = send_tcp(addr, req.body(body(tar)).unwrap()).await;
+        let resp = send_tcp(addr, req.body(full(tar)).unwrap()).await;
         let _keep_reading = read_body(resp).await;
     });
     assert!(
@@ -544,7 +537,7 @@ async fn ready_follows_buildkit() {
         async move {
             let req = http::Request::get("/ready")
                 .header("host", "builder")
-                .body(body(Vec::new()))
+                .body(full(Vec::new()))
                 .unwrap();
             let resp = send_tcp(addr, req).await;
             let status = resp.status().as_u16();

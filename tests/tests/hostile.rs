@@ -7,11 +7,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use bytes::Bytes;
 use function_builder_tests::api::{sign, Server, SECRET};
 use function_builder_tests::bed::Bed;
-use function_builder_tests::client::{read_body, send_tcp, TestBody};
-use http_body_util::{BodyExt, Full};
+use function_builder_tests::client::{full, read_body, send_tcp};
 use inotify::{Inotify, WatchMask};
 use serde_json::Value;
 use tar::{EntryType, Header};
@@ -85,18 +83,12 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-fn body(bytes: Vec<u8>) -> TestBody {
-    Full::new(Bytes::from(bytes))
-        .map_err(|never| match never {})
-        .boxed()
-}
-
 async fn post(server: &Server, tar: Vec<u8>) -> (u16, Value) {
     let signature = sign(SECRET, &tar);
     let req = http::Request::post("/build")
         .header("host", "builder")
         .header("x-build-signature", signature)
-        .body(body(tar))
+        .body(full(tar))
         .unwrap();
     let resp = send_tcp(server.addr, req).await;
     let status = resp.status().as_u16();
