@@ -24,7 +24,7 @@ pub(crate) async fn handle(builder: &Arc<Builder>, req: Request) -> Response {
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/x-ndjson"));
+        .is_some_and(|accept| accept.contains(crate::wire::NDJSON));
     let prepared = match prepare(builder, req).await {
         Ok(prepared) => prepared,
         Err(err) => return answer.refused(&err),

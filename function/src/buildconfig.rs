@@ -2,8 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
+use crate::wire::{Config, CONFIG_NAME};
 use crate::BuildError;
 
 /// The request's build config.
@@ -21,21 +20,6 @@ pub struct BuildConfig {
     pub unknown_fields: Vec<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Raw {
-    #[serde(default)]
-    image: Option<String>,
-    #[serde(default)]
-    build_args: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    platforms: Option<Vec<String>>,
-    #[serde(default)]
-    skip_push: Option<bool>,
-    #[serde(flatten)]
-    rest: BTreeMap<String, serde_json::Value>,
-}
-
 impl BuildConfig {
     /// Parses and checks the config.
     ///
@@ -44,13 +28,11 @@ impl BuildConfig {
     /// 1, expected a string`, or `image: invalid reference "Foo//bar"`.
     pub fn parse(json: &[u8]) -> Result<Self, BuildError> {
         let mut de = serde_json::Deserializer::from_slice(json);
-        let raw: Raw = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let raw: Config = serde_path_to_error::deserialize(&mut de).map_err(|err| {
             let path = err.path().to_string();
             let inner = err.into_inner();
             match path.as_str() {
-                "." | "?" | "" => {
-                    BuildError::bad_request(format!("{}: {inner}", crate::archive::CONFIG_NAME))
-                }
+                "." | "?" | "" => BuildError::bad_request(format!("{CONFIG_NAME}: {inner}")),
                 _ => BuildError::bad_request(format!("{path}: {inner}")),
             }
         })?;
@@ -59,7 +41,7 @@ impl BuildConfig {
             build_args: raw.build_args.unwrap_or_default(),
             platforms: raw.platforms.unwrap_or_default(),
             skip_push: raw.skip_push.unwrap_or(false),
-            unknown_fields: raw.rest.into_keys().collect(),
+            unknown_fields: raw.unknown.into_keys().collect(),
         };
         match &config.image {
             Some(image) if !valid_reference(image) => {

@@ -16,6 +16,7 @@ mod respond;
 mod run;
 mod settings;
 mod verify;
+pub mod wire;
 
 use std::sync::Arc;
 

@@ -9,30 +9,16 @@ use buildkit::BuildOutcome;
 use bytes::Bytes;
 use openfaas_runtime::http::{header, HeaderValue, StatusCode};
 use openfaas_runtime::{Body, Response};
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::intake::Prepared;
 use crate::run::run;
+use crate::wire::{Report, Status};
 use crate::{BuildError, Builder};
 
 /// Most log lines a JSON answer carries: the last ones, where a failure's output is. A build
 /// that prints without end must not make an answer without end.
 pub(crate) const MAX_JSON_LOG_LINES: usize = 10_000;
-
-/// The Builder API's response object (also each NDJSON line).
-#[derive(Serialize, Default)]
-struct Report {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log: Option<Vec<String>>,
-    image: String,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    duration: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    digest: Option<String>,
-}
 
 /// What one build answers with, and how it is logged.
 pub(crate) struct Answer {
@@ -85,7 +71,7 @@ impl Answer {
                 let report = Report {
                     log: Some(batch),
                     image: image.clone(),
-                    status: "in_progress",
+                    status: Status::InProgress,
                     duration: secs(started),
                     ..Report::default()
                 };
@@ -117,7 +103,7 @@ impl Answer {
         let mut resp = Response::new(Body::from_stream(chunks));
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-ndjson"),
+            HeaderValue::from_static(crate::wire::NDJSON),
         );
         resp
     }
@@ -167,7 +153,7 @@ fn success(log: Vec<String>, image: String, outcome: BuildOutcome, started: Inst
     Report {
         log: Some(log),
         image,
-        status: "success",
+        status: Status::Success,
         duration: secs(started),
         digest: outcome.digest,
         ..Report::default()
@@ -178,7 +164,7 @@ fn failure(err: &BuildError, log: Vec<String>, image: &str, started: Instant) ->
     Report {
         log: Some(log),
         image: image.to_owned(),
-        status: "failed",
+        status: Status::Failed,
         error: Some(err.to_string()),
         duration: secs(started),
         digest: None,

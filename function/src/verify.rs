@@ -13,6 +13,9 @@ use crate::BuildError;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// Bytes gathered before each write to the spool file.
+const SPOOL_BUFFER: usize = 1 << 20;
+
 /// A request body on disk whose signature was checked (or checking was disabled).
 #[derive(Debug)]
 pub(crate) struct Verified {
@@ -45,11 +48,13 @@ pub(crate) async fn verify(
         ),
         None => None,
     };
-    let mut file = tokio::fs::File::create(dest)
+    let file = tokio::fs::File::create(dest)
         .await
         .map_err(|e| BuildError::Internal {
             message: format!("creating the spool file: {e}"),
         })?;
+    // Each write of a tokio File is a trip to the blocking pool; body chunks are ~16 KiB.
+    let mut file = tokio::io::BufWriter::with_capacity(SPOOL_BUFFER, file);
     let mut len = 0u64;
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {

@@ -12,11 +12,8 @@ use sha2::{Digest, Sha256};
 use tar::{EntryType, PaxExtensions};
 
 use super::{Kind, Node};
+use crate::wire::{CONFIG_NAME, CONTEXT_DIR, SECRETS_NAME};
 
-/// The config file's name in the tar.
-pub(crate) const CONFIG_NAME: &str = "com.openfaas.docker.config";
-/// Reserved for sealed build secrets.
-pub(crate) const SECRETS_NAME: &str = "com.openfaas.secrets";
 /// Largest config (and sealed secrets) file read.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// Longest entry name or link target, as Linux's `PATH_MAX`; also bounds GNU long-name records,
@@ -135,6 +132,7 @@ pub(crate) fn index(
     let file = File::open(&spool)?;
     let mut indexer = Indexer {
         limits,
+        buf: vec![0; 64 * 1024],
         nodes: BTreeMap::new(),
         config: None,
         entries: 0,
@@ -202,6 +200,8 @@ struct Pending {
 
 struct Indexer {
     limits: Limits,
+    /// Reused for every file's bytes while hashing them.
+    buf: Vec<u8>,
     nodes: BTreeMap<String, Node>,
     config: Option<Vec<u8>>,
     entries: u64,
@@ -352,11 +352,11 @@ impl Indexer {
                 }
                 self.count_bytes(size)?;
             }
-            Some("context") if parts.len() == 1 && !kind.is_dir() => {
+            Some(CONTEXT_DIR) if parts.len() == 1 && !kind.is_dir() => {
                 return Err(entry_error(&raw, "must be a directory"));
             }
-            Some("context") if parts.len() == 1 => {}
-            Some("context") => {
+            Some(CONTEXT_DIR) if parts.len() == 1 => {}
+            Some(CONTEXT_DIR) => {
                 let path = parts[1..].join("/");
                 let mode = header
                     .mode()
@@ -416,7 +416,7 @@ impl Indexer {
             },
             EntryType::Regular | EntryType::Continuous => {
                 self.count_bytes(size)?;
-                let hash = hash_exactly(entry, size, raw)?;
+                let hash = hash_exactly(entry, size, raw, &mut self.buf)?;
                 // BuildKit judges change by size, mode and mtime only, and reproducible packers
                 // fix mtimes: nanoseconds from the content make every content change visible.
                 let nanos =
@@ -454,7 +454,7 @@ impl Indexer {
                     }
                     other => other,
                 })?;
-                if parts.len() < 2 || parts[0] != "context" {
+                if parts.len() < 2 || parts[0] != CONTEXT_DIR {
                     return Err(not_earlier());
                 }
                 match self.nodes.get(&parts[1..].join("/")) {
@@ -657,12 +657,16 @@ fn read_exactly(entry: &mut impl Read, size: u64, raw: &str) -> Result<Vec<u8>, 
 }
 
 /// SHA-256 of exactly `size` bytes of an entry.
-fn hash_exactly(entry: &mut impl Read, size: u64, raw: &str) -> Result<[u8; 32], IndexError> {
+fn hash_exactly(
+    entry: &mut impl Read,
+    size: u64,
+    raw: &str,
+    buf: &mut [u8],
+) -> Result<[u8; 32], IndexError> {
     let mut hasher = Sha256::new();
-    let mut buf = vec![0; 64 * 1024];
     let mut seen = 0u64;
     loop {
-        let n = match entry.read(&mut buf) {
+        let n = match entry.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use buildkit::{Entry, EntryKind, SourceTree};
 
-pub(crate) use index::{IndexError, Limits, CONFIG_NAME};
+pub(crate) use index::{IndexError, Limits};
 
 /// One entry of the context.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -281,16 +281,16 @@ fn send_file(tree: &dyn SourceTree, id: u32, path: &str, tx: &Outbound) {
     };
     // A file that cannot be opened arrives empty, as with Go's sender.
     if let Ok(mut file) = tree.open(path) {
-        let mut buf = vec![0; DATA_CHUNK];
         loop {
-            match file.read(&mut buf) {
+            // Read straight into the packet's buffer: no zeroing, no copy.
+            let mut chunk = Vec::with_capacity(DATA_CHUNK);
+            match (&mut file).take(DATA_CHUNK as u64).read_to_end(&mut chunk) {
                 Ok(0) => break,
-                Ok(n) => {
-                    if tx.blocking_send(data(buf[..n].to_vec())).is_err() {
+                Ok(_) => {
+                    if tx.blocking_send(data(chunk)).is_err() {
                         return;
                     }
                 }
-                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(err) => {
                     let message = format!("reading {path}: {err}");
                     let _ = tx.blocking_send(Ok(err_packet(&message)));
