@@ -97,10 +97,11 @@ async fn build(
     );
 
     let (events, mut events_rx) = mpsc::channel(QUEUE);
+    let rendered = lines.clone();
     let forward = tokio::spawn(async move {
         while let Some(event) = events_rx.recv().await {
             if let Some(text) = buildkit::render(&event) {
-                if lines.send(text).await.is_err() {
+                if rendered.send(text).await.is_err() {
                     break;
                 }
             }
@@ -109,6 +110,10 @@ async fn build(
     let timeout = builder.settings.build_timeout;
     let result = tokio::time::timeout(timeout, client.build(request, events)).await;
     let _ = forward.await;
+    let (files, bytes) = prepared.archive.sent();
+    let _ = lines
+        .send(line(&format!("context: sent {files} files, {bytes} bytes")))
+        .await;
     drop(prepared);
     match result {
         Ok(result) => Ok(result?),

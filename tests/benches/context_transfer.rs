@@ -4,7 +4,8 @@
 //! `POST /build?version=2` with the same context as a tar body, all against the bed's dockerd in
 //! the same run. Every run uses a new nonce (no cache hit) and a new shared key or repository
 //! (a full transfer). Prints medians with min–max over `BENCH_RUNS` runs (default 3), ratios, and
-//! the process CPU per API build over consecutive builds.
+//! the process CPU per API build over `BENCH_CPU_BUILDS` consecutive builds (default 10). The API's intake alone (upload, HMAC,
+//! spool, index) is timed with the same request refused right after the index.
 //!
 //! Run inside the test bed: `tests/run cargo bench -p function-builder-tests --bench context_transfer`
 
@@ -26,6 +27,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    let consecutive: usize = std::env::var("BENCH_CPU_BUILDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let bed = Bed::get();
     let dir = tempfile::tempdir().expect("temp dir");
     for i in 0..FILES {
@@ -50,7 +55,8 @@ fn main() {
     }));
 
     let (mut api, mut api_cpu, mut alone, mut engine) = (vec![], vec![], vec![], vec![]);
-    for run in 0..runs.max(10) {
+    let mut intake = vec![];
+    for run in 0..runs.max(consecutive) {
         let nonce = format!("{}-{run}", std::process::id());
         fs::write(dir.path().join("nonce"), &nonce).unwrap();
         fs::write(
@@ -71,6 +77,15 @@ fn main() {
         if run >= runs {
             continue; // the remaining API runs only measure CPU across consecutive builds
         }
+
+        // The API's intake alone: the same request with a config refused after the index.
+        let config =
+            format!(r#"{{"image":"bench/api-{nonce}:1","skipPush":true,"platforms":["x"]}}"#);
+        let request = request_tar(dir.path(), &config);
+        let start = Instant::now();
+        let (status, answer) = runtime.block_on(post(&server, request));
+        intake.push(start.elapsed().as_secs_f64());
+        assert_eq!(status, 400, "intake only: {answer}");
 
         fs::write(dir.path().join("nonce"), format!("{nonce}-alone")).unwrap();
         let mut req = BuildRequest::new(
@@ -98,6 +113,30 @@ fn main() {
         engine.push(start.elapsed().as_secs_f64());
     }
 
+    // Warm: the first run's repository again (its shared key), with one file changed.
+    let first = format!("{}-0", std::process::id());
+    fs::write(dir.path().join("nonce"), &first).unwrap();
+    fs::write(dir.path().join("d000/f00000.bin"), vec![7u8; FILE_LEN]).unwrap();
+    let config = format!(r#"{{"image":"bench/api-{first}:1","skipPush":true}}"#);
+    let start = Instant::now();
+    let (status, answer) = runtime.block_on(post(&server, request_tar(dir.path(), &config)));
+    let warm = start.elapsed().as_secs_f64();
+    assert_eq!(status, 200, "warm API build: {answer}");
+    let sent_line = |answer: &str| {
+        let json: serde_json::Value = serde_json::from_str(answer).unwrap();
+        json["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| {
+                l.as_str()?
+                    .split_once("context: sent ")
+                    .map(|(_, s)| s.to_owned())
+            })
+            .next_back()
+            .unwrap_or_default()
+    };
+
     println!("context: {FILES} files x {FILE_LEN} B = {total_mb:.0} MB, COPY . /ctx/, cold; median (min-max) of {runs} runs");
     let api_times = &api[..runs];
     let row = |name: &str, v: &[f64]| {
@@ -111,6 +150,7 @@ fn main() {
         "Builder API (POST signed tar, served from spool)",
         api_times,
     );
+    row("  of which intake (upload, HMAC, spool, index)", &intake);
     row("our BuildKit client alone (dir on disk)", &alone);
     row("Docker Engine POST /build?version=2 (tar body)", &engine);
     let (api_med, alone_med, engine_med) = (stats(api_times).0, stats(&alone).0, stats(&engine).0);
@@ -118,6 +158,10 @@ fn main() {
         "API / client alone: {:.2}x   API / Engine: {:.2}x   (< 1: the API is faster)",
         api_med / alone_med,
         api_med / engine_med
+    );
+    println!(
+        "warm API rebuild, one file changed: {warm:.2} s, sent {}",
+        sent_line(&answer)
     );
     let cpu: Vec<String> = api_cpu.iter().map(|c| format!("{c:.2}")).collect();
     println!(

@@ -207,6 +207,7 @@ async fn a_same_size_edit_with_a_fixed_mtime_still_reaches_the_image() {
     let server = Server::start(&bed, |_| {}).await;
     let image = format!("{}/api/same-size:1", bed.registry);
     let df = format!("FROM {}\nCOPY data.txt /data.txt\n", bed.base_image);
+    let mut sent = Vec::new();
     for content in [&b"first-bytes\n"[..], b"other-bytes\n"] {
         let tar = request_tar(
             Shape::Go,
@@ -222,7 +223,15 @@ async fn a_same_size_edit_with_a_fixed_mtime_still_reaches_the_image() {
             bed.run_in_image(&image, "cat /data.txt").as_bytes(),
             content
         );
+        let log = json["log"].as_array().unwrap();
+        sent.extend(log.iter().filter_map(|l| {
+            let line = l.as_str()?;
+            Some(line[line.find("context: sent ")?..].to_owned())
+        }));
     }
+    // The rebuild under the same repository's shared key sends only the changed file.
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[1], "context: sent 1 files, 12 bytes", "{sent:?}");
 }
 
 #[tokio::test]

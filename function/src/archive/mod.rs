@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use buildkit::{Entry, EntryKind, SourceTree};
@@ -45,6 +46,8 @@ pub(crate) enum Kind {
 /// A verified request, indexed: its context served from the spool, and its raw config.
 pub(crate) struct Archive {
     spool: Arc<File>,
+    /// Files opened and bytes read by the daemon so far: what the transfer really cost.
+    sent: Arc<Sent>,
     nodes: BTreeMap<String, Node>,
     /// Each directory's entries (`""` is the root), made once for FileSync's walk.
     dirs: HashMap<String, Vec<Entry>>,
@@ -79,10 +82,20 @@ impl Archive {
         }
         Ok(Self {
             spool,
+            sent: Arc::default(),
             nodes: indexed.nodes,
             dirs,
             config: indexed.config,
         })
+    }
+
+    /// Files and bytes of the context sent to the daemon so far (an incremental transfer sends
+    /// only what changed since the last build under the same shared key).
+    pub(crate) fn sent(&self) -> (u64, u64) {
+        (
+            self.sent.files.load(Ordering::Relaxed),
+            self.sent.bytes.load(Ordering::Relaxed),
+        )
     }
 
     /// Every path of the context, with its node (for tests).
@@ -127,11 +140,15 @@ impl SourceTree for Archive {
             Some(Node {
                 kind: Kind::File { offset, size },
                 ..
-            }) => Ok(Box::new(Span {
-                spool: Arc::clone(&self.spool),
-                at: *offset,
-                end: offset + size,
-            })),
+            }) => {
+                self.sent.files.fetch_add(1, Ordering::Relaxed);
+                Ok(Box::new(Span {
+                    spool: Arc::clone(&self.spool),
+                    sent: Arc::clone(&self.sent),
+                    at: *offset,
+                    end: offset + size,
+                }))
+            }
             _ => Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("no file {path:?} in the context"),
@@ -140,10 +157,17 @@ impl SourceTree for Archive {
     }
 }
 
+#[derive(Default)]
+struct Sent {
+    files: AtomicU64,
+    bytes: AtomicU64,
+}
+
 /// A file of the context: positioned reads of its bytes in the spool, no copy, no seek shared
 /// with other readers.
 struct Span {
     spool: Arc<File>,
+    sent: Arc<Sent>,
     at: u64,
     end: u64,
 }
@@ -160,6 +184,7 @@ impl Read for Span {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         self.at += n as u64;
+        self.sent.bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
