@@ -568,3 +568,34 @@ fn links_crafted_to_be_slow_to_resolve_are_refused_within_a_bound() {
     );
     assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Any bytes: a clean error or an index, never a panic (the index runs on the blocking pool
+    /// beside other builds).
+    #[test]
+    fn corrupted_archives_never_panic(
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..16),
+        cut in any::<prop::sample::Index>(),
+        gzipped in any::<bool>(),
+    ) {
+        let mut bytes = tar(&with_config(vec![
+            dockerfile(),
+            file("context/a/b", "data"),
+            link("context/l", "a/b"),
+            hard("context/h", "context/a/b"),
+            E::Dir("context/d".into()),
+            file(&format!("context/{}", "long/".repeat(30)), "x"),
+        ]));
+        for (at, byte) in flips {
+            let at = at.index(bytes.len());
+            bytes[at] = byte;
+        }
+        bytes.truncate(cut.index(bytes.len() + 1).max(1));
+        if gzipped {
+            bytes = gzip(&bytes);
+        }
+        let _ = index_bytes(&bytes);
+    }
+}
