@@ -118,9 +118,9 @@ pub(crate) async fn submit(
     let mut pending = Vec::new();
     let mut last: Option<serde_json::Value> = None;
     while let Some(frame) = body.frame().await {
-        // hyper's "connection closed before message completed" is the builder going away, e.g.
-        // a `serve` stopped with Ctrl-C, which cancels the build.
-        let frame = frame.map_err(|err| anyhow!("{GONE} ({err})"))?;
+        // hyper's "connection closed before message completed" (or a reset): the builder went
+        // away, e.g. a `serve` stopped with Ctrl-C, which cancels the build.
+        let frame = frame.map_err(|_| anyhow!(GONE))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
