@@ -384,3 +384,49 @@ async fn serve_on_a_taken_port_writes_and_prints_no_secret() {
     );
     assert!(!secret.exists());
 }
+
+#[tokio::test]
+async fn help_shows_what_is_needed_and_what_values_mean() {
+    // Without faas-cli's variables: (success, stdout, stderr).
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(BIN)
+                .args(&args)
+                .env_remove("OPENFAAS_REMOTE_BUILDER")
+                .env_remove("OPENFAAS_PAYLOAD_SECRET")
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let (ok, help, _) = run(strings(&["build", "--help"])).await.unwrap();
+    assert!(ok);
+    // The environment can give --url and --secret-file: they are options, not required.
+    assert!(
+        help.contains("Usage: function-builder build [OPTIONS] [DIR]\n"),
+        "{help}"
+    );
+    assert!(help.contains("[env: OPENFAAS_REMOTE_BUILDER]"), "{help}");
+    assert!(help.contains("--build-arg <KEY=VALUE>"), "{help}");
+    assert!(help.contains("--platform <PLATFORM>"), "{help}");
+    assert!(help.contains("Examples:\n"), "{help}");
+    let (ok, help, _) = run(strings(&["serve", "--help"])).await.unwrap();
+    assert!(ok);
+    assert!(help.contains("- none:    No network"), "{help}");
+    assert!(help.contains("Examples:\n"), "{help}");
+
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Dockerfile", "FROM scratch\n");
+    let args = strings(&["build", dir.path().to_str().unwrap(), "--skip-push"]);
+    let (ok, _, stderr) = run(args).await.unwrap();
+    assert!(!ok);
+    assert_eq!(
+        stderr,
+        "error: build needs the builder's URL and the payload secret: pass --url and \
+         --secret-file, or set OPENFAAS_REMOTE_BUILDER and OPENFAAS_PAYLOAD_SECRET\n"
+    );
+}
