@@ -3,6 +3,7 @@
 //! upload's bytes while the context is sent. Otherwise (a pipe, a CI log, `--progress plain`): the
 //! log lines as the builder sent them, nothing else.
 
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -27,6 +28,97 @@ pub(crate) struct Display {
     building: bool,
     /// The live line has a bar of numbered steps.
     steps: bool,
+    screen: Screen,
+}
+
+/// What the terminal shows of the log, line by line: a pure function of the lines so far.
+#[derive(Default)]
+struct Screen {
+    /// Steps per stage (stage name, `""` when unnamed).
+    totals: HashMap<String, u64>,
+    started: HashSet<(String, u64)>,
+    done: HashSet<(String, u64)>,
+    /// Started and not done, oldest first: the newest is on the live line.
+    running: Vec<((String, u64), String)>,
+    /// Stage lines already shown: two vertices with the same name (`[internal] load metadata`
+    /// for each stage of one base) read as one repeated line.
+    shown: HashSet<String>,
+    /// The image the builder pushes once the export ends (none for `--skip-push`).
+    push: Option<String>,
+}
+
+/// What one log line changes on a terminal.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Update {
+    /// Scroll the line above the live line (false for a repeat).
+    print: bool,
+    /// Steps done out of all steps known, for the bar.
+    bar: Option<(u64, u64)>,
+    /// The live line's new text.
+    message: Option<String>,
+}
+
+impl Screen {
+    /// Steps are numbered per stage (`[builder 2/5]`, `[stage-1 1/2]`) and stages run in
+    /// parallel: the bar counts the steps done out of all the stages' steps, so it only moves
+    /// forward. A start or end line seen before is not shown again (the `CACHED` line after a
+    /// base image's end line, a `FROM` shared by two stages).
+    fn update(&mut self, text: &str) -> Update {
+        if let Some(step) = Step::parse(text) {
+            let key = (step.stage.to_owned(), step.index);
+            self.totals.insert(step.stage.to_owned(), step.total);
+            let new = if step.done {
+                self.running.retain(|(k, _)| *k != key);
+                self.done.insert(key)
+            } else if self.done.contains(&key) || !self.started.insert(key.clone()) {
+                false
+            } else {
+                self.running.push((key, step.name.to_owned()));
+                true
+            };
+            if !new {
+                return Update::default();
+            }
+            let message = match self.running.last() {
+                Some((_, running)) => running.clone(),
+                None => step.name.to_owned(),
+            };
+            return Update {
+                print: true,
+                bar: Some((self.done.len() as u64, self.total())),
+                message: Some(message),
+            };
+        }
+        let mut update = Update {
+            print: true,
+            ..Update::default()
+        };
+        if !is_stage(text) {
+            return update;
+        }
+        if !self.shown.insert(text.to_owned()) {
+            return Update::default();
+        }
+        let ended = ends_with_duration(text);
+        if text.starts_with("exporting to ") {
+            // Every step is done once the export runs, also those a shared FROM stood for.
+            let total = self.total();
+            if total > 0 {
+                update.bar = Some((total, total));
+            }
+            if let (true, Some(image)) = (ended, &self.push) {
+                update.message = Some(format!("pushing {image}"));
+            }
+        }
+        if !ended {
+            update.message = Some(text.to_owned());
+        }
+        update
+    }
+
+    fn total(&self) -> u64 {
+        self.totals.values().sum()
+    }
 }
 
 impl Display {
@@ -45,7 +137,13 @@ impl Display {
             live,
             building: false,
             steps: false,
+            screen: Screen::default(),
         }
+    }
+
+    /// The builder pushes `image` after the export: the live line says so while it does.
+    pub(crate) fn pushes(&mut self, image: Option<String>) {
+        self.screen.push = image;
     }
 
     /// A handle for counting uploaded bytes, on a terminal.
@@ -63,27 +161,26 @@ impl Display {
             return;
         };
         let text = strip_time(line);
-        bar.println(text);
         if !self.building {
             self.building = true;
             bar.set_style(spinner_style());
             bar.unset_length();
             bar.set_position(0);
         }
-        if let Some(step) = Step::parse(text) {
+        let update = self.screen.update(text);
+        if update.print {
+            bar.println(text);
+        }
+        if let Some((done, total)) = update.bar {
             if !self.steps {
                 self.steps = true;
                 bar.set_style(steps_style());
             }
-            bar.set_length(step.total);
-            bar.set_position(if step.done {
-                step.index
-            } else {
-                step.index - 1
-            });
-            bar.set_message(step.name.to_owned());
-        } else if is_stage(text) && !ends_with_duration(text) {
-            bar.set_message(text.to_owned());
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+        if let Some(message) = update.message {
+            bar.set_message(message);
         }
     }
 
@@ -154,6 +251,8 @@ fn is_stage(text: &str) -> bool {
 /// with the duration after it.
 #[derive(Debug, PartialEq, Eq)]
 struct Step<'a> {
+    /// The stage's name, `""` for an unnamed single stage (`[2/3]`).
+    stage: &'a str,
     index: u64,
     total: u64,
     name: &'a str,
@@ -169,13 +268,14 @@ impl<'a> Step<'a> {
         let inner = rest.strip_prefix('[')?;
         let (head, _) = inner.split_once(']')?;
         // `[2/3]` or `[builder 2/3]`.
-        let counts = head.rsplit(' ').next()?;
+        let (stage, counts) = head.rsplit_once(' ').unwrap_or(("", head));
         let (index, total) = counts.split_once('/')?;
         let (index, total): (u64, u64) = (index.parse().ok()?, total.parse().ok()?);
         if index == 0 || index > total {
             return None;
         }
         Some(Step {
+            stage,
             index,
             total,
             name: rest,
@@ -197,8 +297,9 @@ mod tests {
 
     #[test]
     fn steps_are_read_from_the_builder_log() {
-        let step = |index, total, name, done| {
+        let step = |stage, index, total, name, done| {
             Some(Step {
+                stage,
                 index,
                 total,
                 name,
@@ -207,20 +308,20 @@ mod tests {
         };
         assert_eq!(
             Step::parse("[2/3] RUN make"),
-            step(2, 3, "[2/3] RUN make", false)
+            step("", 2, 3, "[2/3] RUN make", false)
         );
         assert_eq!(
             Step::parse("[2/3] RUN make 0.53s"),
-            step(2, 3, "[2/3] RUN make 0.53s", true)
+            step("", 2, 3, "[2/3] RUN make 0.53s", true)
         );
         assert_eq!(
             Step::parse("CACHED [build 3/5] COPY . ."),
-            step(3, 5, "[build 3/5] COPY . .", true)
+            step("build", 3, 5, "[build 3/5] COPY . .", true)
         );
         // A RUN whose command ends in something like a duration is still running.
         assert_eq!(
             Step::parse("[1/2] RUN sleep 5s"),
-            step(1, 2, "[1/2] RUN sleep 5s", false)
+            step("", 1, 2, "[1/2] RUN sleep 5s", false)
         );
         for other in [
             "[internal] load build context",
@@ -231,6 +332,65 @@ mod tests {
         ] {
             assert_eq!(Step::parse(other), None, "{other}");
         }
+    }
+
+    /// A two-stage build as dockerd 20.10's BuildKit logs it: stages numbered on their own, a
+    /// base image shared by both stages shown once, then the push.
+    #[test]
+    fn the_bar_only_moves_forward_and_repeats_are_not_shown() {
+        let log = [
+            "[internal] load metadata for reg/busybox:latest",
+            "[internal] load metadata for reg/busybox:latest 0.00s",
+            "[internal] load metadata for reg/busybox:latest",
+            "[internal] load metadata for reg/busybox:latest 0.00s",
+            "[b 1/2] FROM reg/busybox:latest",
+            "[b 1/2] FROM reg/busybox:latest 0.00s",
+            "CACHED [b 1/2] FROM reg/busybox:latest",
+            "[b 2/2] RUN sleep 2",
+            "[a 2/2] RUN sleep 1",
+            "one",
+            "[a 2/2] RUN sleep 1 1.18s",
+            "[stage-2 2/4] COPY --from=a /one /one",
+            "[stage-2 2/4] COPY --from=a /one /one 0.01s",
+            "[b 2/2] RUN sleep 2 2.08s",
+            "exporting to image",
+            "exporting layers done",
+            "exporting to image 0.01s",
+        ];
+        let mut screen = Screen {
+            push: Some("reg/x:1".into()),
+            ..Screen::default()
+        };
+        let mut shown = Vec::new();
+        for text in log {
+            let update = screen.update(text);
+            let bar = update
+                .bar
+                .map_or(String::new(), |(d, t)| format!("{d}/{t}"));
+            let message = update.message.unwrap_or_default();
+            if update.print {
+                shown.push(format!("{text} | {bar} | {message}"));
+            }
+        }
+        assert_eq!(
+            shown,
+            [
+                "[internal] load metadata for reg/busybox:latest |  | [internal] load metadata for reg/busybox:latest",
+                "[internal] load metadata for reg/busybox:latest 0.00s |  | ",
+                "[b 1/2] FROM reg/busybox:latest | 0/2 | [b 1/2] FROM reg/busybox:latest",
+                "[b 1/2] FROM reg/busybox:latest 0.00s | 1/2 | [b 1/2] FROM reg/busybox:latest 0.00s",
+                "[b 2/2] RUN sleep 2 | 1/2 | [b 2/2] RUN sleep 2",
+                "[a 2/2] RUN sleep 1 | 1/4 | [a 2/2] RUN sleep 1",
+                "one |  | ",
+                "[a 2/2] RUN sleep 1 1.18s | 2/4 | [b 2/2] RUN sleep 2",
+                "[stage-2 2/4] COPY --from=a /one /one | 2/8 | [stage-2 2/4] COPY --from=a /one /one",
+                "[stage-2 2/4] COPY --from=a /one /one 0.01s | 3/8 | [b 2/2] RUN sleep 2",
+                "[b 2/2] RUN sleep 2 2.08s | 4/8 | [b 2/2] RUN sleep 2 2.08s",
+                "exporting to image | 8/8 | exporting to image",
+                "exporting layers done |  | ",
+                "exporting to image 0.01s | 8/8 | pushing reg/x:1",
+            ]
+        );
     }
 
     #[test]

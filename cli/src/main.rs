@@ -16,6 +16,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -25,7 +26,12 @@ use layout::{Layout, Links};
 #[command(
     name = "function-builder",
     version,
-    about = "Build container images through the OpenFaaS Function Builder API"
+    about = "Build container images through the OpenFaaS Function Builder API",
+    after_help = "Examples:
+  function-builder serve                       # the builder on 127.0.0.1:8080, local Docker Engine
+  function-builder build ./ctx --image 127.0.0.1:5000/fn:dev
+  function-builder build -f stack.yml --function fn
+  function-builder pack ./ctx --image reg.example.com/fn:1 -o req.tar"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -35,8 +41,17 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the builder on a local port (the same function code as production).
+    #[command(after_help = "Examples:
+  function-builder serve
+  function-builder serve --port 8081 --network none --secret-file payload.txt
+  function-builder serve --buildkit unix:///run/buildkit/buildkitd.sock")]
     Serve(serve::ServeArgs),
     /// Write the build request tar for a folder with a Dockerfile, or a stack.yml function.
+    #[command(after_help = "Examples:
+  function-builder pack ./ctx --image reg.example.com/fn:1 -o req.tar
+  function-builder pack -f stack.yml --function fn -o req.tar
+  curl -sS http://127.0.0.1:8080/build --data-binary @req.tar \\
+    -H \"X-Build-Signature: sha256=$(openssl dgst -sha256 -hmac \"$SECRET\" req.tar | cut -d' ' -f2)\"")]
     Pack {
         #[command(flatten)]
         request: RequestArgs,
@@ -46,18 +61,30 @@ enum Command {
     },
     /// Pack a folder or a stack.yml function, sign it and submit it to a builder, showing
     /// progress as it happens.
+    #[command(after_help = "Examples:
+  export OPENFAAS_REMOTE_BUILDER=http://127.0.0.1:8080/build OPENFAAS_PAYLOAD_SECRET=payload.txt
+  function-builder build ./ctx --image 127.0.0.1:5000/fn:dev --build-arg VERSION=1
+  function-builder build -f stack.yml --function fn --platform linux/amd64 --platform linux/arm64
+  function-builder build ./ctx --image reg.example.com/fn:1 --async --wait \\
+    --url https://gw.example.com/function/function-builder.openfaas-system/build")]
     Build {
         #[command(flatten)]
         request: RequestArgs,
         /// The builder, e.g. http://127.0.0.1:8080/build, or through a gateway
-        /// https://gw.example.com/function/function-builder.openfaas-system/build.
-        #[arg(long, env = "OPENFAAS_REMOTE_BUILDER")]
-        url: String,
-        /// File holding the payload secret.
-        #[arg(long, env = "OPENFAAS_PAYLOAD_SECRET")]
-        secret_file: PathBuf,
+        /// https://gw.example.com/function/function-builder.openfaas-system/build (required,
+        /// here or in the environment).
+        #[arg(long, env = "OPENFAAS_REMOTE_BUILDER", hide_env_values = true)]
+        url: Option<String>,
+        /// File holding the payload secret (required, here or in the environment).
+        #[arg(
+            long,
+            value_name = "FILE",
+            env = "OPENFAAS_PAYLOAD_SECRET",
+            hide_env_values = true
+        )]
+        secret_file: Option<PathBuf>,
         /// CA certificates (PEM) for an https:// URL, instead of the system's.
-        #[arg(long)]
+        #[arg(long, value_name = "PEM")]
         cacert: Option<PathBuf>,
         #[command(flatten)]
         queue: AsyncArgs,
@@ -75,13 +102,18 @@ struct AsyncArgs {
     #[arg(long = "async")]
     queued: bool,
     /// Where the gateway posts the result (required with --async unless --wait makes one).
-    #[arg(long, requires = "queued")]
+    #[arg(long, value_name = "URL", requires = "queued")]
     callback_url: Option<String>,
     /// Wait for the callback on a local receiver and print the result when it arrives.
     #[arg(long, requires = "queued")]
     wait: bool,
     /// Address the --wait receiver binds; the callback URL must reach it.
-    #[arg(long, default_value = "127.0.0.1:0", requires = "wait")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:0",
+        requires = "wait"
+    )]
     callback_listen: SocketAddr,
 }
 
@@ -91,7 +123,7 @@ struct RequestArgs {
     #[arg(required_unless_present = "yaml")]
     dir: Option<PathBuf>,
     /// A faas-cli stack file: its function is laid out as `faas-cli build --shrinkwrap` does.
-    #[arg(short = 'f', long, conflicts_with = "dir")]
+    #[arg(short = 'f', long, value_name = "FILE", conflicts_with = "dir")]
     yaml: Option<PathBuf>,
     /// The stack file's function to pack (needed when it has several).
     #[arg(long, requires = "yaml")]
@@ -99,11 +131,11 @@ struct RequestArgs {
     /// Image to build and push (default: the function's `image` in the stack file).
     #[arg(long)]
     image: Option<String>,
-    /// Build argument, NAME=VALUE (repeatable; over the stack file's `build_args`).
-    #[arg(long = "build-arg", value_parser = parse_pair)]
+    /// Build argument (repeatable; over the stack file's `build_args`).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = parse_pair)]
     build_args: Vec<(String, String)>,
     /// Target platform, e.g. linux/arm64 (repeatable; default: the stack file's `platforms`).
-    #[arg(long = "platform")]
+    #[arg(long = "platform", value_name = "PLATFORM")]
     platforms: Vec<String>,
     /// Build without pushing.
     #[arg(long)]
@@ -113,7 +145,7 @@ struct RequestArgs {
 fn parse_pair(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 impl RequestArgs {
@@ -158,9 +190,26 @@ impl RequestArgs {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
+/// How long blocking work (a context walk, a credential helper) may go on once `run` returned,
+/// e.g. for the builds a stopping `serve` cancels.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the tokio runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // Tasks still running are dropped here: for `serve`, its builds in flight, which cancels them.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -188,12 +237,19 @@ async fn run(cli: Cli) -> Result<()> {
             queue,
             progress,
         } => {
+            let (Some(url), Some(secret_file)) = (url, secret_file) else {
+                bail!(
+                    "build needs the builder's URL and the payload secret: pass --url and \
+                     --secret-file, or set OPENFAAS_REMOTE_BUILDER and OPENFAAS_PAYLOAD_SECRET"
+                );
+            };
             let target = transport::Target { url, cacert };
             let secret = std::fs::read_to_string(&secret_file)
                 .with_context(|| format!("reading the payload secret {}", secret_file.display()))?;
             let (layout, config) = request.resolve()?;
             let spooled = tokio::task::block_in_place(|| spool::spool(&layout, &config, &secret))?;
             let mut display = display::Display::new(progress);
+            display.pushes(config.image.clone().filter(|_| !config.skip_push));
             let outcome = if queue.queued {
                 build_async(&target, spooled, queue, &mut display).await
             } else {

@@ -1,6 +1,7 @@
 //! `pack`: the build request tar from a context [`Layout`], byte-for-byte stable: entries in byte
 //! order, owners 0:0, one fixed mtime, modes 0644/0755, the context's `.dockerignore` applied
-//! here to send less. The tar streams into any writer, so a large context never sits in memory.
+//! here to send less (never the Dockerfile or the `.dockerignore` itself, as with the Docker
+//! CLI). The tar streams into any writer, so a large context never sits in memory.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -73,18 +74,19 @@ pub(crate) fn pack<W: Write>(layout: &Layout, config: &Config, out: W) -> Result
     let mut walk = Walk {
         tar: &mut tar,
         filter: &filter,
-        unsent: Vec::new(),
     };
     walk.dir(layout.root(), "")?;
     Ok(tar.into_inner()?)
 }
 
+/// Sent whatever `.dockerignore` says, as the Docker CLI sends them: BuildKit reads both from
+/// the context, and leaves them out of `COPY . …` by the same patterns itself.
+const ALWAYS_SENT: [&str; 2] = ["Dockerfile", ".dockerignore"];
+
 /// A depth-first walk writing kept entries.
 struct Walk<'a, W: Write> {
     tar: &'a mut tar::Builder<W>,
     filter: &'a Filter,
-    /// Folders walked into but not yet written: written just before their first kept entry.
-    unsent: Vec<String>,
 }
 
 impl<W: Write> Walk<'_, W> {
@@ -96,7 +98,7 @@ impl<W: Write> Walk<'_, W> {
                 format!("{rel}/{name}")
             };
             let is_dir = matches!(node, Node::Dir(_));
-            let verdict = match self.filter.is_empty() {
+            let verdict = match self.filter.is_empty() || ALWAYS_SENT.contains(&path.as_str()) {
                 true => Verdict::Keep,
                 false => self.filter.verdict(&path, is_dir),
             };
@@ -105,16 +107,13 @@ impl<W: Write> Walk<'_, W> {
             }
             match node {
                 Node::Dir(grandchildren) => {
-                    let depth = self.unsent.len();
-                    self.unsent.push(path.clone());
-                    if verdict == Verdict::Keep {
-                        self.flush()?;
-                    }
+                    // A folder that is only walked (`node_modules` then `!node_modules/keep`)
+                    // is sent too: the builder's own walk judges it against the same patterns,
+                    // as BuildKit asks it to, and only what it finds there can be kept.
+                    append(self.tar, &context_name(&path), Kind::Dir, io::empty())?;
                     self.dir(grandchildren, &path)?;
-                    self.unsent.truncate(depth);
                 }
                 Node::File { source, executable } => {
-                    self.flush()?;
                     let file = fs::File::open(source)
                         .with_context(|| format!("reading {}", source.display()))?;
                     let len = file.metadata()?.len();
@@ -125,7 +124,6 @@ impl<W: Write> Walk<'_, W> {
                     append(self.tar, &context_name(&path), Kind::File(mode, len), data)?;
                 }
                 Node::Symlink(target) => {
-                    self.flush()?;
                     let target = target.to_string_lossy();
                     append(
                         self.tar,
@@ -135,14 +133,6 @@ impl<W: Write> Walk<'_, W> {
                     )?;
                 }
             }
-        }
-        Ok(())
-    }
-
-    /// Writes the folders still owed, outermost first.
-    fn flush(&mut self) -> Result<()> {
-        for dir in std::mem::take(&mut self.unsent) {
-            append(self.tar, &context_name(&dir), Kind::Dir, io::empty())?;
         }
         Ok(())
     }

@@ -3,12 +3,13 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
@@ -16,52 +17,60 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 8080)]
     pub(crate) port: u16,
     /// BuildKit address (unix://, tcp://, docker://); default the local Docker Engine.
-    #[arg(long, env = "BUILDKIT_HOST")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "BUILDKIT_HOST",
+        hide_env_values = true
+    )]
     buildkit: Option<String>,
-    /// Payload secret file; one that does not exist yet is created with a generated secret.
-    /// Without this flag a secret is generated into a temp file. Either way it is printed once.
-    #[arg(long)]
+    /// Payload secret file; one that does not exist yet is created with a generated secret (and
+    /// kept). Without this flag a secret is generated into a temp file, removed when serve
+    /// stops. Either way a generated secret is printed once.
+    #[arg(long, value_name = "FILE")]
     secret_file: Option<PathBuf>,
-    /// `none` gives RUN steps no network.
-    #[arg(long, default_value = "default")]
-    network: String,
+    /// The network of RUN steps.
+    #[arg(long, value_enum, default_value_t = Network::Default)]
+    network: Network,
 }
 
+/// `--network`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Network {
+    /// The daemon's default network.
+    Default,
+    /// No network: for untrusted code, and on a daemon without a bridge.
+    None,
+}
+
+/// How long requests may take; a local build gets as long as the production default allows.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Serves until SIGINT (Ctrl-C) or SIGTERM. Then it stops accepting and returns at once: the
+/// caller drops the builds in flight, which cancels them in BuildKit (a local server has no
+/// queue-worker to retry, and whoever stops it wants the daemon idle, not a drain of minutes).
 pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
+    init_logging();
     let buildkit = match args.buildkit {
         Some(address) => address,
         None => local_engine(std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))?,
     };
     let mut settings = handler::Settings::from_env()?;
     settings.buildkit = buildkit.parse()?;
-    settings.network = match args.network.as_str() {
-        "none" => buildkit::NetworkMode::None,
-        "default" => buildkit::NetworkMode::Default,
-        other => bail!("--network {other:?}: expected default or none"),
+    settings.network = match args.network {
+        Network::None => buildkit::NetworkMode::None,
+        Network::Default => buildkit::NetworkMode::Default,
     };
-    settings.payload_secret_path = match args.secret_file {
-        Some(path) if path.exists() => path,
-        Some(path) => {
-            let secret = write_new_secret(&path)?;
-            println!(
-                "payload secret (generated into {}): {secret}",
-                path.display()
-            );
-            path
-        }
-        None => {
-            let path = std::env::temp_dir()
-                .join(format!("function-builder-secret-{}", std::process::id()));
-            let secret = write_new_secret(&path)?;
-            println!("payload secret (also in {}): {secret}", path.display());
-            path
-        }
-    };
-    let builder = handler::Builder::new(settings);
+    // Registered before binding, so a Ctrl-C that comes early still stops cleanly.
+    let stop = stop_signal()?;
+    // Bound before any secret is written or printed: a taken port leaves nothing behind.
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
+    let secret = SecretFile::prepare(args.secret_file)?;
+    settings.payload_secret_path = secret.path().to_owned();
+    let builder = handler::Builder::new(settings);
     println!("builder listening on http://{addr}/build (BuildKit: {buildkit})");
     let handler = openfaas_runtime::handler_fn(move |req| {
         let builder = Arc::clone(&builder);
@@ -69,28 +78,104 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
     });
     let config = openfaas_runtime::Config {
         addr,
-        read_timeout: Some(Duration::from_secs(600)),
-        write_timeout: Some(Duration::from_secs(600)),
+        read_timeout: Some(REQUEST_TIMEOUT),
+        write_timeout: Some(REQUEST_TIMEOUT),
     };
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    openfaas_runtime::serve_with(listener, config, handler, shutdown).await?;
+    tokio::select! {
+        served = openfaas_runtime::serve_with(listener, config, handler, std::future::pending()) => {
+            served?;
+        }
+        name = stop => {
+            tracing::info!("{name} received: stopping, builds in flight are cancelled");
+        }
+    }
+    drop(secret);
     Ok(())
 }
 
-/// Writes a fresh secret into a new file only its owner can read; returns the secret.
-fn write_new_secret(path: &std::path::Path) -> Result<String> {
+/// The production server's log lines (one per request, one per build, with the call id), on
+/// stderr as of-watchdog would pass them on.
+fn init_logging() {
+    let _already_set = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Completes with the signal's name on SIGINT or SIGTERM.
+fn stop_signal() -> Result<impl std::future::Future<Output = &'static str>> {
+    let mut term = signal(SignalKind::terminate()).context("watching for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("watching for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    })
+}
+
+/// The payload secret file: the user's (kept), or a generated temp file (removed on drop).
+enum SecretFile {
+    Named(PathBuf),
+    Temp(tempfile::TempPath),
+}
+
+impl SecretFile {
+    /// Uses `named` as it is, creates it with a generated secret when it does not exist, or
+    /// generates a temp one; prints a generated secret.
+    fn prepare(named: Option<PathBuf>) -> Result<Self> {
+        match named {
+            Some(path) if path.exists() => Ok(Self::Named(path)),
+            Some(path) => {
+                let secret = generate_secret()?;
+                write_new_secret(&path, &secret)?;
+                println!(
+                    "payload secret (generated into {}): {secret}",
+                    path.display()
+                );
+                Ok(Self::Named(path))
+            }
+            None => {
+                let secret = generate_secret()?;
+                // Created with mode 600, removed when serve stops.
+                let mut file = tempfile::Builder::new()
+                    .prefix("function-builder-secret-")
+                    .tempfile()
+                    .context("creating a temp file for the payload secret")?;
+                file.write_all(secret.as_bytes())
+                    .and_then(|()| file.flush())
+                    .with_context(|| {
+                        format!("writing the payload secret to {}", file.path().display())
+                    })?;
+                let path = file.into_temp_path();
+                println!(
+                    "payload secret (also in {}, removed when serve stops): {secret}",
+                    path.display()
+                );
+                Ok(Self::Temp(path))
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Self::Named(path) => path,
+            Self::Temp(path) => path,
+        }
+    }
+}
+
+/// Writes `secret` into a new file only its owner can read.
+fn write_new_secret(path: &Path, secret: &str) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let secret = generate_secret()?;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
         .and_then(|mut file| file.write_all(secret.as_bytes()))
-        .with_context(|| format!("writing the payload secret to {}", path.display()))?;
-    Ok(secret)
+        .with_context(|| format!("writing the payload secret to {}", path.display()))
 }
 
 /// 32 bytes from the OS's random source, as hex.

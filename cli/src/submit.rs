@@ -118,7 +118,10 @@ pub(crate) async fn submit(
     let mut pending = Vec::new();
     let mut last: Option<serde_json::Value> = None;
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.context("reading the builder's answer")?.into_data() else {
+        // hyper's "connection closed before message completed" (or a reset): the builder went
+        // away, e.g. a `serve` stopped with Ctrl-C, which cancels the build.
+        let frame = frame.map_err(|_| anyhow!(GONE))?;
+        let Ok(data) = frame.into_data() else {
             continue;
         };
         pending.extend_from_slice(&data);
@@ -136,8 +139,14 @@ pub(crate) async fn submit(
         last = serde_json::from_slice(&pending).ok().or(last);
     }
     let last = last.ok_or_else(|| anyhow!("the builder answered {status} without a result"))?;
+    if last["status"] == "in_progress" {
+        bail!("{GONE}");
+    }
     outcome(&last, status)
 }
+
+/// A streamed answer that ends before its last line.
+const GONE: &str = "the builder closed the connection before the build finished";
 
 /// `body`, advancing `sent` by each chunk as hyper takes it.
 fn counted(body: openfaas_runtime::Body, sent: Option<ProgressBar>) -> openfaas_runtime::Body {

@@ -295,3 +295,138 @@ async fn build_on_a_terminal_shows_a_live_line_with_the_current_step() {
     assert!(!screen.contains("Z live-two"), "{screen}");
     assert!(screen.contains(&format!("image: {image}\r\n")), "{screen}");
 }
+
+/// The production server's log lines: one per request (with the call id) and one per build.
+#[tokio::test]
+async fn serve_logs_each_request_and_removes_its_generated_secret_when_stopped() {
+    use function_builder_tests::client::{empty, send_tcp};
+
+    let bed = Bed::get();
+    let docker_host = format!("unix://{}", bed.docker_socket.display());
+    let mut serve = Serve::start(&["--network", "none"], &[("DOCKER_HOST", &docker_host)]);
+    let banner = &serve.banner[0];
+    let secret_file = banner
+        .strip_prefix("payload secret (also in ")
+        .and_then(|rest| rest.split_once(", removed when serve stops): "))
+        .map(|(path, _)| std::path::PathBuf::from(path))
+        .unwrap_or_else(|| panic!("{banner}"));
+    assert!(secret_file.exists());
+
+    let get = |path: &str| {
+        http::Request::get(path)
+            .header("host", "builder")
+            .header("x-call-id", format!("call{}", path.replace('/', "-")))
+            .body(empty())
+            .unwrap()
+    };
+    let post = http::Request::post("/build")
+        .header("host", "builder")
+        .header("x-call-id", "call-unsigned")
+        .body(empty())
+        .unwrap();
+    for (req, want) in [(get("/healthz"), 200), (get("/nowhere"), 404), (post, 401)] {
+        assert_eq!(send_tcp(serve.addr(), req).await.status(), want);
+    }
+    let wanted = [
+        "request method=GET path=/healthz status=200 ",
+        "request method=GET path=/nowhere status=404 ",
+        "request method=POST path=/build status=401 ",
+    ];
+    let log = serve.wait_for_log(|line| line.contains("call_id=call-unsigned"));
+    for (want, call_id) in wanted
+        .iter()
+        .zip(["call-healthz", "call-nowhere", "call-unsigned"])
+    {
+        assert!(
+            log.iter()
+                .any(|l| l.contains(want) && l.contains(&format!(" call_id={call_id} "))),
+            "{want} {call_id}: {log:#?}"
+        );
+    }
+
+    let status = serve.interrupt();
+    assert!(status.success(), "{status}");
+    assert!(!secret_file.exists(), "{} is left", secret_file.display());
+    let log = serve.wait_for_log(|line| line.contains("SIGINT received: stopping"));
+    assert!(
+        log.iter()
+            .any(|l| l.ends_with("SIGINT received: stopping, builds in flight are cancelled")),
+        "{log:#?}"
+    );
+}
+
+/// A taken port is found before any secret is written or printed.
+#[tokio::test]
+async fn serve_on_a_taken_port_writes_and_prints_no_secret() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("new-secret.txt");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["serve", "--port", &port, "--buildkit", "tcp://127.0.0.1:1"])
+            .arg("--secret-file")
+            .arg(dir.path().join("new-secret.txt"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: listening on 127.0.0.1:{}: ",
+            taken.local_addr().unwrap().port()
+        )),
+        "{stderr}"
+    );
+    assert!(!secret.exists());
+}
+
+#[tokio::test]
+async fn help_shows_what_is_needed_and_what_values_mean() {
+    // Without faas-cli's variables: (success, stdout, stderr).
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(BIN)
+                .args(&args)
+                .env_remove("OPENFAAS_REMOTE_BUILDER")
+                .env_remove("OPENFAAS_PAYLOAD_SECRET")
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let (ok, help, _) = run(strings(&["build", "--help"])).await.unwrap();
+    assert!(ok);
+    // The environment can give --url and --secret-file: they are options, not required.
+    assert!(
+        help.contains("Usage: function-builder build [OPTIONS] [DIR]\n"),
+        "{help}"
+    );
+    assert!(help.contains("[env: OPENFAAS_REMOTE_BUILDER]"), "{help}");
+    assert!(help.contains("--build-arg <KEY=VALUE>"), "{help}");
+    assert!(help.contains("--platform <PLATFORM>"), "{help}");
+    assert!(help.contains("Examples:\n"), "{help}");
+    let (ok, help, _) = run(strings(&["serve", "--help"])).await.unwrap();
+    assert!(ok);
+    assert!(help.contains("- none:    No network"), "{help}");
+    assert!(help.contains("Examples:\n"), "{help}");
+
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Dockerfile", "FROM scratch\n");
+    let args = strings(&["build", dir.path().to_str().unwrap(), "--skip-push"]);
+    let (ok, _, stderr) = run(args).await.unwrap();
+    assert!(!ok);
+    assert_eq!(
+        stderr,
+        "error: build needs the builder's URL and the payload secret: pass --url and \
+         --secret-file, or set OPENFAAS_REMOTE_BUILDER and OPENFAAS_PAYLOAD_SECRET\n"
+    );
+}

@@ -78,6 +78,8 @@ pub struct Serve {
     pub url: String,
     /// What it printed before it listened.
     pub banner: Vec<String>,
+    /// Its log lines (stderr) so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Serve {
@@ -96,8 +98,17 @@ impl Serve {
             .env_remove("BUILDKIT_HOST")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let collected = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                collected.lock().unwrap().push(line);
+            }
+        });
         let mut banner = Vec::new();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let url = format!("http://127.0.0.1:{port}/build");
@@ -111,12 +122,40 @@ impl Serve {
                         break;
                     }
                 }
-                None => panic!("serve exited before listening: {banner:?}"),
+                None => panic!(
+                    "serve exited before listening: {banner:?}, log: {:?}",
+                    log.lock().unwrap()
+                ),
             }
         }
         // Keep draining its stdout so it never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Self { child, url, banner }
+        Self {
+            child,
+            url,
+            banner,
+            log,
+        }
+    }
+
+    /// Waits up to 10 s until its log has a line for which `found` holds; returns the log.
+    pub fn wait_for_log(&self, found: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let log = self.log.lock().unwrap().clone();
+            if log.iter().any(|line| found(line)) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Stops it as Ctrl-C does; returns its exit status.
+    pub fn interrupt(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        assert!(sent.success());
+        self.child.wait().unwrap()
     }
 }
 
@@ -147,7 +186,18 @@ impl Serve {
 }
 
 impl Drop for Serve {
+    /// SIGTERM, so it removes the secret it generated, then SIGKILL if it is still there after
+    /// 10 s.
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
