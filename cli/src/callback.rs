@@ -18,8 +18,8 @@ pub(crate) struct Callback {
     pub(crate) status: http::StatusCode,
     /// The call it answers (`X-Call-Id`).
     pub(crate) call_id: String,
-    /// The builder's JSON result.
-    pub(crate) result: serde_json::Value,
+    /// The builder's result.
+    pub(crate) result: handler::wire::Report,
 }
 
 /// Accepts connections on `listener` until one POST arrives, answers it 200 and returns it.

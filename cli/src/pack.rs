@@ -10,14 +10,13 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use buildkit::{parse_dockerignore, Filter, Verdict};
+use handler::wire;
 
 use crate::layout::{Layout, Node};
 
 /// The mtime every entry gets. The builder derives each file's mtime nanoseconds from its
 /// content, so a fixed value never hides an edit.
 const MTIME: u64 = 1;
-/// Where the request config lives in the tar.
-const CONFIG_NAME: &str = "com.openfaas.docker.config";
 
 /// The request config.
 pub(crate) struct Config {
@@ -28,24 +27,17 @@ pub(crate) struct Config {
 }
 
 impl Config {
+    /// The config as the wire format writes it: `buildArgs` always (as faas-cli sends it), the
+    /// rest only when set.
     fn to_json(&self) -> Vec<u8> {
-        let mut json = serde_json::Map::new();
-        if let Some(image) = &self.image {
-            json.insert("image".into(), image.as_str().into());
-        }
-        let args: serde_json::Map<String, serde_json::Value> = self
-            .build_args
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().into()))
-            .collect();
-        json.insert("buildArgs".into(), args.into());
-        if !self.platforms.is_empty() {
-            json.insert("platforms".into(), self.platforms.clone().into());
-        }
-        if self.skip_push {
-            json.insert("skipPush".into(), true.into());
-        }
-        serde_json::to_vec(&serde_json::Value::Object(json)).expect("a map of strings")
+        let wire = wire::Config {
+            build_args: Some(self.build_args.clone()),
+            image: self.image.clone(),
+            platforms: (!self.platforms.is_empty()).then(|| self.platforms.clone()),
+            skip_push: self.skip_push.then_some(true),
+            ..wire::Config::default()
+        };
+        serde_json::to_vec(&wire).expect("a config of strings")
     }
 }
 
@@ -66,11 +58,11 @@ pub(crate) fn pack<W: Write>(layout: &Layout, config: &Config, out: W) -> Result
     let json = config.to_json();
     append(
         &mut tar,
-        CONFIG_NAME,
+        wire::CONFIG_NAME,
         Kind::File(0o644, json.len() as u64),
         &json[..],
     )?;
-    append(&mut tar, "context", Kind::Dir, io::empty())?;
+    append(&mut tar, wire::CONTEXT_DIR, Kind::Dir, io::empty())?;
     let mut walk = Walk {
         tar: &mut tar,
         filter: &filter,
@@ -139,7 +131,7 @@ impl<W: Write> Walk<'_, W> {
 }
 
 fn context_name(rel: &str) -> String {
-    format!("context/{rel}")
+    format!("{}/{rel}", wire::CONTEXT_DIR)
 }
 
 enum Kind<'a> {

@@ -3,6 +3,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::TryStreamExt;
+use handler::wire::{Report, Status};
 use http_body_util::BodyExt;
 use indicatif::ProgressBar;
 
@@ -78,14 +79,14 @@ pub(crate) async fn submit_async(
 }
 
 /// Judges a builder result object: `Ok` with image and digest on success.
-pub(crate) fn outcome(result: &serde_json::Value, status: http::StatusCode) -> Result<Outcome> {
-    match result["status"].as_str() {
-        Some("success") => Ok(Outcome {
-            image: result["image"].as_str().unwrap_or_default().to_owned(),
-            digest: result["digest"].as_str().map(str::to_owned),
+pub(crate) fn outcome(result: &Report, status: http::StatusCode) -> Result<Outcome> {
+    match result.status {
+        Status::Success => Ok(Outcome {
+            image: result.image.clone(),
+            digest: result.digest.clone(),
         }),
         _ => {
-            let error = result["error"].as_str().unwrap_or("no error message");
+            let error = result.error.as_deref().unwrap_or("no error message");
             if status == http::StatusCode::UNAUTHORIZED {
                 bail!("the builder rejected the signature ({status}): {error}");
             }
@@ -99,9 +100,9 @@ pub(crate) fn outcome(result: &serde_json::Value, status: http::StatusCode) -> R
 }
 
 /// Shows the log lines of a builder result object.
-pub(crate) fn show_log(result: &serde_json::Value, display: &mut Display) {
-    for log in result["log"].as_array().into_iter().flatten() {
-        display.line(log.as_str().unwrap_or_default());
+pub(crate) fn show_log(result: &Report, display: &mut Display) {
+    for log in result.log.iter().flatten() {
+        display.line(log);
     }
 }
 
@@ -112,11 +113,11 @@ pub(crate) async fn submit(
     display: &mut Display,
 ) -> Result<Outcome> {
     let sent = display.upload(request.len);
-    let resp = post(target, request, &[("accept", "application/x-ndjson")], sent).await?;
+    let resp = post(target, request, &[("accept", handler::wire::NDJSON)], sent).await?;
     let status = resp.status();
     let mut body = resp.into_body();
     let mut pending = Vec::new();
-    let mut last: Option<serde_json::Value> = None;
+    let mut last: Option<Report> = None;
     while let Some(frame) = body.frame().await {
         // hyper's "connection closed before message completed" (or a reset): the builder went
         // away, e.g. a `serve` stopped with Ctrl-C, which cancels the build.
@@ -127,7 +128,7 @@ pub(crate) async fn submit(
         pending.extend_from_slice(&data);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
-            let Ok(value) = serde_json::from_slice::<serde_json::Value>(&line) else {
+            let Ok(value) = serde_json::from_slice::<Report>(&line) else {
                 continue;
             };
             show_log(&value, display);
@@ -139,7 +140,7 @@ pub(crate) async fn submit(
         last = serde_json::from_slice(&pending).ok().or(last);
     }
     let last = last.ok_or_else(|| anyhow!("the builder answered {status} without a result"))?;
-    if last["status"] == "in_progress" {
+    if last.status == Status::InProgress {
         bail!("{GONE}");
     }
     outcome(&last, status)
