@@ -130,6 +130,7 @@ impl Client {
         let build_ref = crate::id::new();
         let solve_request = solve_request(&req, &build_ref, session.id(), is_docker);
         let failures = Arc::new(std::sync::Mutex::new(FailedSteps::default()));
+        let push_events = events.clone();
         let mut status = AbortOnDrop(tokio::spawn(follow_status(
             self.clone(),
             build_ref.clone(),
@@ -154,7 +155,12 @@ impl Client {
         let digest = match (&req.output, &self.address) {
             (Output::Push(image), Address::Docker(socket)) => {
                 drop(session);
-                Some(crate::push::push(socket, image, Arc::clone(&req.registry_auth)).await?)
+                // The Engine's push is not part of the solve, so it has no step of its own in
+                // the status stream: it gets one here, so logs show where the time went.
+                let step = PushStep::start(push_events, image).await;
+                let pushed = crate::push::push(socket, image, Arc::clone(&req.registry_auth)).await;
+                step.end(pushed.as_ref().err()).await;
+                Some(pushed?)
             }
             (Output::Push(_), _) => exporter_response.get("containerimage.digest").cloned(),
             _ => None,
@@ -224,6 +230,51 @@ fn solve_request(
             .unwrap_or_default(),
         exporters: exporter.into_iter().collect(),
         ..SolveRequest::default()
+    }
+}
+
+/// A step of our own for the Engine push, shaped like the daemon's steps.
+struct PushStep {
+    events: mpsc::Sender<Event>,
+    name: String,
+    started: std::time::Instant,
+}
+
+impl PushStep {
+    async fn start(events: mpsc::Sender<Event>, image: &str) -> Self {
+        let name = format!("pushing {image}");
+        let _ = events
+            .send(Event::VertexStarted {
+                digest: "push".to_owned(),
+                name: name.clone(),
+                at: std::time::SystemTime::now(),
+            })
+            .await;
+        Self {
+            events,
+            name,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    async fn end(self, error: Option<&BuildkitError>) {
+        let (digest, name, at) = ("push".to_owned(), self.name, std::time::SystemTime::now());
+        let event = match error {
+            None => Event::VertexCompleted {
+                digest,
+                name,
+                at,
+                duration: self.started.elapsed(),
+            },
+            Some(err) => Event::VertexFailed {
+                digest,
+                name,
+                at,
+                error: err.to_string(),
+                canceled: false,
+            },
+        };
+        let _ = self.events.send(event).await;
     }
 }
 
