@@ -234,10 +234,11 @@ impl Bench<'_> {
             fs::write(dir.path().join(format!("big{i}.bin")), data).unwrap();
         }
         let mb = (files * len) as f64 / 1e6;
-        let (mut api, mut alone) = (vec![], vec![]);
+        let (mut api, mut intake, mut alone) = (vec![], vec![], vec![]);
         for run in 0..self.runs {
             let nonce = self.nonce(dir.path(), "large", run);
             api.push(self.api(self.builder, dir.path(), &nonce, 200));
+            intake.push(self.api(self.builder, dir.path(), &format!("{nonce}-intake"), 400));
             alone.push(self.alone(self.client, dir.path(), &nonce));
         }
         println!(
@@ -246,6 +247,11 @@ impl Bench<'_> {
             self.runs
         );
         row("Builder API (own process, served from spool)", &api, mb);
+        row(
+            "  of which intake (upload, HMAC, spool, index)",
+            &intake,
+            mb,
+        );
         row("our BuildKit client alone (dir on disk)", &alone, mb);
         println!("API / client alone: {:.2}x", median(&api) / median(&alone));
         println!(
