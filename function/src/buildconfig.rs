@@ -7,17 +7,17 @@ use crate::BuildError;
 
 /// The request's build config.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildConfig {
+pub(crate) struct BuildConfig {
     /// Image reference to push (or only tag, with `skip_push`).
-    pub image: Option<String>,
+    pub(crate) image: Option<String>,
     /// Dockerfile `ARG`s.
-    pub build_args: BTreeMap<String, String>,
+    pub(crate) build_args: BTreeMap<String, String>,
     /// Target platforms; empty for the daemon's own.
-    pub platforms: Vec<String>,
+    pub(crate) platforms: Vec<String>,
     /// Build without pushing.
-    pub skip_push: bool,
+    pub(crate) skip_push: bool,
     /// Fields this builder does not know, listed in the log (forward compatibility).
-    pub unknown_fields: Vec<String>,
+    pub(crate) unknown_fields: Vec<String>,
 }
 
 impl BuildConfig {
@@ -26,7 +26,7 @@ impl BuildConfig {
     /// # Errors
     /// [`BuildError::BadRequest`] naming the field, e.g. `buildArgs.FOO: invalid type: integer
     /// 1, expected a string`, or `image: invalid reference "Foo//bar"`.
-    pub fn parse(json: &[u8]) -> Result<Self, BuildError> {
+    pub(crate) fn parse(json: &[u8]) -> Result<Self, BuildError> {
         let mut de = serde_json::Deserializer::from_slice(json);
         let raw: Config = serde_path_to_error::deserialize(&mut de).map_err(|err| {
             let path = err.path().to_string();
@@ -74,7 +74,7 @@ impl BuildConfig {
     }
 
     /// The repository of the image, without tag: the session shared key's scope.
-    pub fn repository(&self) -> Option<&str> {
+    pub(crate) fn repository(&self) -> Option<&str> {
         let image = self.image.as_deref()?;
         let name = image.split('@').next().unwrap_or(image);
         let last = name.rfind('/').map_or(0, |i| i + 1);

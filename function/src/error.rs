@@ -4,28 +4,19 @@ use openfaas_runtime::http::StatusCode;
 
 /// Why a request did not produce an image.
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// No `X-Build-Signature` header.
-    #[error("missing X-Build-Signature header")]
-    MissingSignature,
-    /// The header is not `sha256=<hex>`.
-    #[error("X-Build-Signature must be sha256=<hex digest>")]
-    MalformedSignature,
-    /// The signature is of another body or key.
-    #[error("signature does not match the payload secret")]
-    BadSignature,
-    /// The body is larger than the builder accepts.
+pub(crate) enum BuildError {
+    /// The body or its signature was refused.
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
+    /// The body is larger than its `Content-Length` already said the builder accepts.
     #[error("request body larger than {limit} bytes")]
     TooLarge {
         /// The limit.
         limit: u64,
     },
-    /// The body could not be read from the client.
-    #[error("reading the request body: {message}")]
-    Body {
-        /// Why.
-        message: String,
-    },
+    /// The archive broke a rule; the message names the entry or limit.
+    #[error(transparent)]
+    Index(#[from] crate::archive::IndexError),
     /// The tar or its config is unusable; the message names the entry or field.
     #[error("{message}")]
     BadRequest {
@@ -67,13 +58,24 @@ pub enum BuildError {
 impl BuildError {
     /// The HTTP status, chosen for the queue-worker's retry policy (it retries 408, 429, 500,
     /// 502, 503 and 504): what retrying cannot fix is 4xx.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
-            Self::MissingSignature | Self::MalformedSignature | Self::BadSignature => {
-                StatusCode::UNAUTHORIZED
+            Self::Verify(err) => {
+                use crate::verify::VerifyError as V;
+                match err {
+                    V::MissingSignature | V::MalformedSignature | V::BadSignature => {
+                        StatusCode::UNAUTHORIZED
+                    }
+                    V::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                    V::Body { .. } => StatusCode::BAD_REQUEST,
+                    V::Spool { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                }
             }
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Body { .. } | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Index(crate::archive::IndexError::Spool { .. }) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            Self::Index(_) | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::BuildFailed { .. } | Self::PushRefused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -82,7 +84,7 @@ impl BuildError {
     }
 
     /// Seconds a client should wait before retrying, for errors that retrying can fix.
-    pub fn retry_after(&self) -> Option<u64> {
+    pub(crate) fn retry_after(&self) -> Option<u64> {
         matches!(self, Self::Unavailable { .. }).then_some(10)
     }
 
@@ -124,17 +126,6 @@ impl From<buildkit::BuildkitError> for BuildError {
             other => Self::Internal {
                 message: other.to_string(),
             },
-        }
-    }
-}
-
-impl From<crate::archive::IndexError> for BuildError {
-    fn from(err: crate::archive::IndexError) -> Self {
-        match err {
-            crate::archive::IndexError::Spool { .. } => Self::Internal {
-                message: err.to_string(),
-            },
-            other => Self::bad_request(other.to_string()),
         }
     }
 }

@@ -24,8 +24,7 @@ use buildkit::Client;
 use openfaas_runtime::http::{Method, StatusCode};
 use openfaas_runtime::{handler, json, json_error, BoxError, Init, Request, Response};
 
-pub use buildconfig::BuildConfig;
-pub use error::BuildError;
+use error::BuildError;
 pub use settings::{Settings, SettingsError};
 
 /// The builder's state, built once at start.

@@ -9,12 +9,42 @@ use openfaas_runtime::Body;
 use sha2::Sha256;
 use tokio::io::AsyncWriteExt;
 
-use crate::BuildError;
-
 type HmacSha256 = Hmac<Sha256>;
 
 /// Bytes gathered before each write to the spool file.
 const SPOOL_BUFFER: usize = 1 << 20;
+
+/// Why a body was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum VerifyError {
+    /// No `X-Build-Signature` header.
+    #[error("missing X-Build-Signature header")]
+    MissingSignature,
+    /// The header is not `sha256=<hex>`.
+    #[error("X-Build-Signature must be sha256=<hex digest>")]
+    MalformedSignature,
+    /// The signature is of another body or key.
+    #[error("signature does not match the payload secret")]
+    BadSignature,
+    /// The body is larger than the builder accepts.
+    #[error("request body larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The body could not be read from the client.
+    #[error("reading the request body: {message}")]
+    Body {
+        /// Why.
+        message: String,
+    },
+    /// Our spool file could not be written: not the caller's fault.
+    #[error("{message}")]
+    Spool {
+        /// What failed.
+        message: String,
+    },
+}
 
 /// A request body on disk whose signature was checked (or checking was disabled).
 #[derive(Debug)]
@@ -27,14 +57,14 @@ pub(crate) struct Verified {
 /// its HMAC-SHA256 under `secret` (`None`: checking disabled).
 ///
 /// # Errors
-/// [`BuildError::TooLarge`], [`BuildError::Body`], or a signature error.
+/// [`VerifyError`]: too large, unreadable, or a signature that does not hold.
 pub(crate) async fn verify(
     body: Body,
     dest: &Path,
     limit: u64,
     signature: Option<&[u8]>,
     secret: Option<&[u8]>,
-) -> Result<Verified, BuildError> {
+) -> Result<Verified, VerifyError> {
     // Reject a bad header before reading a byte of the body.
     let expected = match secret {
         Some(_) => Some(parse_signature(signature)?),
@@ -42,7 +72,7 @@ pub(crate) async fn verify(
     };
     let mut mac = match secret {
         Some(key) => Some(
-            HmacSha256::new_from_slice(key).map_err(|e| BuildError::Internal {
+            HmacSha256::new_from_slice(key).map_err(|e| VerifyError::Spool {
                 message: e.to_string(),
             })?,
         ),
@@ -50,7 +80,7 @@ pub(crate) async fn verify(
     };
     let file = tokio::fs::File::create(dest)
         .await
-        .map_err(|e| BuildError::Internal {
+        .map_err(|e| VerifyError::Spool {
             message: format!("creating the spool file: {e}"),
         })?;
     // Each write of a tokio File is a trip to the blocking pool; body chunks are ~16 KiB.
@@ -58,42 +88,42 @@ pub(crate) async fn verify(
     let mut len = 0u64;
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| BuildError::Body {
+        let chunk = chunk.map_err(|e| VerifyError::Body {
             message: e.to_string(),
         })?;
         len += chunk.len() as u64;
         if len > limit {
-            return Err(BuildError::TooLarge { limit });
+            return Err(VerifyError::TooLarge { limit });
         }
         if let Some(mac) = mac.as_mut() {
             mac.update(&chunk);
         }
         file.write_all(&chunk)
             .await
-            .map_err(|e| BuildError::Internal {
+            .map_err(|e| VerifyError::Spool {
                 message: format!("writing the spool file: {e}"),
             })?;
     }
-    file.flush().await.map_err(|e| BuildError::Internal {
+    file.flush().await.map_err(|e| VerifyError::Spool {
         message: e.to_string(),
     })?;
     if let (Some(mac), Some(expected)) = (mac, expected) {
         mac.verify_slice(&expected)
-            .map_err(|_| BuildError::BadSignature)?;
+            .map_err(|_| VerifyError::BadSignature)?;
     }
     Ok(Verified { len })
 }
 
 /// `sha256=<hex>` → the digest bytes. Any header bytes are accepted without panicking.
-fn parse_signature(header: Option<&[u8]>) -> Result<Vec<u8>, BuildError> {
-    let header = header.ok_or(BuildError::MissingSignature)?;
+fn parse_signature(header: Option<&[u8]>) -> Result<Vec<u8>, VerifyError> {
+    let header = header.ok_or(VerifyError::MissingSignature)?;
     let hex_digest = header
         .strip_prefix(b"sha256=")
-        .ok_or(BuildError::MalformedSignature)?;
+        .ok_or(VerifyError::MalformedSignature)?;
     let digest =
-        hex::decode(hex_digest.trim_ascii()).map_err(|_| BuildError::MalformedSignature)?;
+        hex::decode(hex_digest.trim_ascii()).map_err(|_| VerifyError::MalformedSignature)?;
     if digest.len() != 32 {
-        return Err(BuildError::MalformedSignature);
+        return Err(VerifyError::MalformedSignature);
     }
     Ok(digest)
 }
