@@ -17,6 +17,9 @@ pub(crate) enum BuildError {
     /// The archive broke a rule; the message names the entry or limit.
     #[error(transparent)]
     Index(#[from] crate::archive::IndexError),
+    /// Well-formed, but the builder's policy forbids it; the message names the rule.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
     /// The tar or its config is unusable; the message names the entry or field.
     #[error("{message}")]
     BadRequest {
@@ -76,6 +79,7 @@ impl BuildError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             Self::Index(_) | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Policy(_) => StatusCode::FORBIDDEN,
             Self::BuildFailed { .. } | Self::PushRefused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,

@@ -9,6 +9,7 @@ use openfaas_runtime::Request;
 
 use crate::archive::{Archive, Limits};
 use crate::buildconfig::BuildConfig;
+use crate::policy::Decision;
 use crate::verify::verify;
 use crate::{BuildError, Builder};
 
@@ -22,6 +23,8 @@ pub(crate) struct Prepared {
     _workdir: tempfile::TempDir,
     pub(crate) archive: Arc<Archive>,
     pub(crate) config: BuildConfig,
+    /// What the policy decided: frontend attributes and the tenant.
+    pub(crate) decision: Decision,
     pub(crate) bytes_in: u64,
 }
 
@@ -77,12 +80,29 @@ pub(crate) async fn prepare(builder: &Builder, req: Request) -> Result<Prepared,
             message: format!("index task: {e}"),
         })??;
     let config = BuildConfig::parse(&archive.config)?;
+    let dockerfile = archive.head("Dockerfile", 64 * 1024).unwrap_or_default();
+    let decision = settings.policy.check(&config, &dockerfile)?;
     Ok(Prepared {
         _workdir: workdir,
         archive: Arc::new(archive),
         config,
+        decision,
         bytes_in: verified.len,
     })
+}
+
+/// A name no other request of this process, or any earlier one, had.
+pub(crate) fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Removes the request temp dirs that an earlier builder process left in `work_dir` (after a

@@ -12,6 +12,7 @@ mod build;
 mod buildconfig;
 mod error;
 mod intake;
+mod policy;
 mod respond;
 mod run;
 mod settings;
@@ -25,6 +26,7 @@ use openfaas_runtime::http::{Method, StatusCode};
 use openfaas_runtime::{handler, json, json_error, BoxError, Init, Request, Response};
 
 use error::BuildError;
+pub use policy::Policy;
 pub use settings::{Settings, SettingsError};
 
 /// The builder's state, built once at start.

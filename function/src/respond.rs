@@ -29,13 +29,14 @@ pub(crate) struct Answer {
 impl Answer {
     /// The answer for a request refused before its build started.
     pub(crate) fn refused(&self, err: &BuildError) -> Response {
-        log_outcome(&self.call_id, "", 0, self.started, Err(err));
+        log_outcome(&self.call_id, "", "", 0, self.started, Err(err));
         error_response(err, Vec::new(), "", self.started)
     }
 
     /// Builds, then answers with one JSON object holding the (last lines of the) log.
     pub(crate) async fn json(self, builder: &Builder, prepared: Prepared) -> Response {
         let image = prepared.config.image.clone().unwrap_or_default();
+        let tenant = prepared.decision.tenant.clone();
         let bytes_in = prepared.bytes_in;
         let mut tail = LogTail::default();
         let result = run(builder, prepared, |batch| {
@@ -50,7 +51,14 @@ impl Answer {
         });
         let log = tail.into_lines();
         let outcome = result.as_ref().map(|_| ());
-        log_outcome(&self.call_id, &image, bytes_in, self.started, outcome);
+        log_outcome(
+            &self.call_id,
+            &image,
+            &tenant,
+            bytes_in,
+            self.started,
+            outcome,
+        );
         match result {
             Ok(outcome) => {
                 openfaas_runtime::json(StatusCode::OK, &success(log, image, outcome, self.started))
@@ -64,6 +72,7 @@ impl Answer {
     pub(crate) fn ndjson(self, builder: Arc<Builder>, prepared: Prepared) -> Response {
         let (body_tx, body_rx) = mpsc::channel::<Result<Bytes, std::convert::Infallible>>(16);
         let image = prepared.config.image.clone().unwrap_or_default();
+        let tenant = prepared.decision.tenant.clone();
         let bytes_in = prepared.bytes_in;
         let started = self.started;
         let task = tokio::spawn(async move {
@@ -83,7 +92,7 @@ impl Answer {
                 return;
             };
             let outcome = result.as_ref().map(|_| ());
-            log_outcome(&self.call_id, &image, bytes_in, started, outcome);
+            log_outcome(&self.call_id, &image, &tenant, bytes_in, started, outcome);
             let last = match result {
                 Ok(outcome) => Report {
                     log: None,
@@ -202,6 +211,7 @@ pub(crate) fn line(text: &str) -> String {
 fn log_outcome(
     call_id: &str,
     image: &str,
+    tenant: &str,
     bytes_in: u64,
     started: Instant,
     result: Result<(), &BuildError>,
@@ -211,6 +221,7 @@ fn log_outcome(
         Ok(()) => tracing::info!(
             call_id = %call_id,
             image = %image,
+            tenant = %tenant,
             status = "success",
             duration,
             bytes_in,
@@ -219,6 +230,7 @@ fn log_outcome(
         Err(err) => tracing::warn!(
             call_id = %call_id,
             image = %image,
+            tenant = %tenant,
             status = "failed",
             code = err.status().as_u16(),
             error = %err,

@@ -89,12 +89,11 @@ async fn build(
     request.platforms = config.platforms.clone();
     request.network = builder.settings.network;
     request.registry_auth = Arc::new(registry_auth);
-    // One key per repository: a rebuild of a function sends only what changed. Safe because
-    // the index derives each file's mtime nanoseconds from its content.
-    request.shared_key = format!(
-        "function-builder:{}",
-        config.repository().unwrap_or("skip-push")
-    );
+    request.frontend_attrs = prepared.decision.attrs.clone();
+    // One key per tenant (by default the image repository): a rebuild of a function sends only
+    // what changed, and no two tenants share a base. Safe because the index derives each file's
+    // mtime nanoseconds from its content.
+    request.shared_key = format!("function-builder:{}", prepared.decision.tenant);
 
     let (events, mut events_rx) = mpsc::channel(QUEUE);
     let rendered = lines.clone();

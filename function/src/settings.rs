@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use buildkit::{Address, NetworkMode, TlsFiles};
 
+use crate::policy::Policy;
+
 /// Everything the builder reads once at start.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -28,6 +30,8 @@ pub struct Settings {
     pub network: NetworkMode,
     /// Longest a build may take (`build_timeout`), below of-watchdog's `exec_timeout`.
     pub build_timeout: Duration,
+    /// What builds may ask of BuildKit (`allowed_frontends`, `allowed_image_prefixes`).
+    pub policy: Policy,
     /// Where each request's body and context are unpacked (`work_dir`), default the system's
     /// temp dir; each request's dir is removed when it ends.
     pub work_dir: PathBuf,
@@ -107,6 +111,23 @@ impl Settings {
             network,
             build_timeout,
             work_dir: get("work_dir").map_or_else(std::env::temp_dir, PathBuf::from),
+            policy: Policy {
+                frontends: get("allowed_frontends")
+                    .map_or_else(|| Policy::default().frontends, |v| list(&v)),
+                image_prefixes: get("allowed_image_prefixes")
+                    .map(|v| list(&v))
+                    .unwrap_or_default(),
+            },
         })
     }
+}
+
+/// A comma-separated setting; blanks ignored.
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
 }

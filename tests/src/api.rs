@@ -47,6 +47,7 @@ pub fn settings(bed: &Bed, dir: &Path) -> Settings {
         network: NetworkMode::None,
         build_timeout: Duration::from_secs(300),
         work_dir: dir.join("work"),
+        policy: handler::Policy::default(),
     }
 }
 

@@ -66,6 +66,9 @@ pub struct BuildRequest {
     pub registry_auth: Arc<DockerConfig>,
     /// Secrets for `RUN --mount=type=secret,id=…`.
     pub secrets: HashMap<String, Bytes>,
+    /// Frontend attributes set as given, last (over build args of the same name): e.g.
+    /// `cmdline`, which stops the Dockerfile frontend from forwarding to a `# syntax=` image.
+    pub frontend_attrs: BTreeMap<String, String>,
 }
 
 impl BuildRequest {
@@ -82,6 +85,7 @@ impl BuildRequest {
             shared_key: String::new(),
             registry_auth: Arc::new(DockerConfig::default()),
             secrets: HashMap::new(),
+            frontend_attrs: BTreeMap::new(),
         }
     }
 }
@@ -191,6 +195,9 @@ fn solve_request(
     }
     if req.network == NetworkMode::None {
         attrs.insert("force-network-mode".to_owned(), "none".to_owned());
+    }
+    for (name, value) in &req.frontend_attrs {
+        attrs.insert(name.clone(), value.clone());
     }
     let exporter = match (&req.output, is_docker) {
         // A Docker Engine's own image store; its push goes through the Engine API afterwards.

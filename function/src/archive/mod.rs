@@ -89,6 +89,22 @@ impl Archive {
         })
     }
 
+    /// The first `limit` bytes of the regular file `path` resolves to within the context (the
+    /// Dockerfile, for the policy); `None` when it resolves to no file.
+    pub(crate) fn head(&self, path: &str, limit: u64) -> Option<Vec<u8>> {
+        let resolved = buildkit::links::resolve(path, |p| index::lookup(&self.nodes, p)).ok()?;
+        let Some(Node {
+            kind: Kind::File { offset, size },
+            ..
+        }) = self.nodes.get(&resolved.path)
+        else {
+            return None;
+        };
+        let mut out = vec![0; usize::try_from((*size).min(limit)).ok()?];
+        self.spool.read_exact_at(&mut out, *offset).ok()?;
+        Some(out)
+    }
+
     /// Files and bytes of the context sent to the daemon so far (an incremental transfer sends
     /// only what changed since the last build under the same shared key).
     pub(crate) fn sent(&self) -> (u64, u64) {

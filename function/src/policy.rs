@@ -1,0 +1,316 @@
+//! What a build may ask of a shared BuildKit: which frontend runs it, which `BUILDKIT_*` build
+//! args it may set, which images it may name, and whose cache it shares.
+//!
+//! The frontend rule holds by construction: the built-in Dockerfile frontend is always told not
+//! to forward (`cmdline` set), unless the builder itself names the one frontend image it checked
+//! (`BUILDKIT_SYNTAX`, which BuildKit prefers over the Dockerfile's directive). However BuildKit
+//! reads a `# syntax=` line, it can only ever forward to an image this module allowed.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::buildconfig::BuildConfig;
+
+/// `BUILDKIT_*` build args a caller may set: they change what the image holds, not how or where
+/// BuildKit runs the build.
+const SAFE_BUILDKIT_ARGS: [&str; 2] = ["BUILDKIT_INLINE_CACHE", "BUILDKIT_MULTI_PLATFORM"];
+
+/// The builder's policy settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Frontend image repositories a `# syntax=` line may name (`allowed_frontends`); empty:
+    /// only the built-in frontend.
+    pub frontends: Vec<String>,
+    /// Prefixes an image must start with (`allowed_image_prefixes`); empty: any image.
+    pub image_prefixes: Vec<String>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            frontends: vec!["docker.io/docker/dockerfile".to_owned()],
+            image_prefixes: Vec::new(),
+        }
+    }
+}
+
+/// Why the policy refuses a build (403: well-formed, but not allowed here).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum PolicyError {
+    /// The Dockerfile's `# syntax=` names a frontend image not allowed.
+    #[error("frontend {image:?} (# syntax= in the Dockerfile) is not allowed by allowed_frontends ({allowed})")]
+    Frontend {
+        /// The image named.
+        image: String,
+        /// The setting's value, for the message.
+        allowed: String,
+    },
+    /// A `BUILDKIT_*` build arg that changes how BuildKit runs the build.
+    #[error("buildArgs.{name}: BUILDKIT_* build args are set by the builder, not the caller (allowed: {})", SAFE_BUILDKIT_ARGS.join(", "))]
+    ReservedArg {
+        /// The arg.
+        name: String,
+    },
+    /// The image is outside `allowed_image_prefixes`.
+    #[error("image {image:?} is outside allowed_image_prefixes ({allowed})")]
+    Image {
+        /// The image (or `(none)` for a skipPush build without one).
+        image: String,
+        /// The setting's value.
+        allowed: String,
+    },
+}
+
+/// What the policy decided for one build: the frontend attributes to add, and its tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Decision {
+    /// Frontend attributes the builder sets (never the caller).
+    pub(crate) attrs: BTreeMap<String, String>,
+    /// Whose build this is: scopes cache mounts and the session shared key.
+    pub(crate) tenant: String,
+}
+
+impl Policy {
+    /// Checks a build's config and Dockerfile against the policy.
+    ///
+    /// # Errors
+    /// [`PolicyError`] naming the rule and its setting.
+    pub(crate) fn check(
+        &self,
+        config: &BuildConfig,
+        dockerfile: &[u8],
+    ) -> Result<Decision, PolicyError> {
+        if let Some(name) = config
+            .build_args
+            .keys()
+            .find(|k| k.starts_with("BUILDKIT_") && !SAFE_BUILDKIT_ARGS.contains(&k.as_str()))
+        {
+            return Err(PolicyError::ReservedArg { name: name.clone() });
+        }
+        if !self.image_prefixes.is_empty() {
+            let image = config.image.as_deref().unwrap_or("(none)");
+            if !self
+                .image_prefixes
+                .iter()
+                .any(|p| image.starts_with(p.as_str()))
+            {
+                return Err(PolicyError::Image {
+                    image: image.to_owned(),
+                    allowed: self.image_prefixes.join(","),
+                });
+            }
+        }
+        let mut attrs = BTreeMap::new();
+        match syntax(dockerfile) {
+            Some(image) if self.frontends.contains(&repository(&image)) => {
+                attrs.insert("build-arg:BUILDKIT_SYNTAX".to_owned(), image);
+            }
+            Some(image) => {
+                return Err(PolicyError::Frontend {
+                    image,
+                    allowed: if self.frontends.is_empty() {
+                        "empty: the built-in frontend only".to_owned()
+                    } else {
+                        self.frontends.join(",")
+                    },
+                })
+            }
+            // Whatever BuildKit's own parser finds, the built-in frontend does not forward.
+            None => {
+                attrs.insert("cmdline".to_owned(), String::new());
+            }
+        }
+        let tenant = match config.repository() {
+            Some(repository) => repository.to_owned(),
+            // No image, no owner to share with: a tenant of its own.
+            None => format!("anonymous-{}", crate::intake::unique()),
+        };
+        let ns = Sha256::digest(tenant.as_bytes());
+        attrs.insert(
+            "build-arg:BUILDKIT_CACHE_MOUNT_NS".to_owned(),
+            format!("fb-{}", hex::encode(&ns[..12])),
+        );
+        Ok(Decision { attrs, tenant })
+    }
+}
+
+/// The image a `# syntax=` directive names (its first word), if the Dockerfile opens with one:
+/// directives are `# key=value` lines before anything else; a first line `#!` is skipped.
+fn syntax(dockerfile: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(&dockerfile[..dockerfile.len().min(64 * 1024)]);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if i == 0 && line.starts_with("#!") {
+            continue;
+        }
+        let rest = line.strip_prefix('#')?;
+        let (key, value) = rest.split_once('=')?;
+        let key = key.trim();
+        if !key.chars().all(|c| c.is_ascii_alphanumeric()) || key.is_empty() {
+            return None;
+        }
+        if key.eq_ignore_ascii_case("syntax") {
+            return value.split_whitespace().next().map(str::to_owned);
+        }
+    }
+    None
+}
+
+/// `docker/dockerfile:1` → `docker.io/docker/dockerfile`: the repository, with Docker Hub's
+/// defaults, without tag or digest.
+fn repository(image: &str) -> String {
+    let name = image.split('@').next().unwrap_or(image);
+    let last = name.rfind('/').map_or(0, |i| i + 1);
+    let name = match name[last..].rfind(':') {
+        Some(colon) => &name[..last + colon],
+        None => name,
+    };
+    let first = name.split('/').next().unwrap_or_default();
+    let has_host =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    match (has_host, name.contains('/')) {
+        (true, _) => name.to_owned(),
+        (false, true) => format!("docker.io/{name}"),
+        (false, false) => format!("docker.io/library/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(image: Option<&str>, args: &[(&str, &str)]) -> BuildConfig {
+        let mut json = serde_json::json!({ "skipPush": image.is_none() });
+        if let Some(image) = image {
+            json["image"] = image.into();
+        }
+        json["buildArgs"] = args
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        BuildConfig::parse(json.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn finds_the_syntax_directive_as_buildkit_writes_it() {
+        for (dockerfile, want) in [
+            (
+                "# syntax=docker/dockerfile:1\nFROM x\n",
+                Some("docker/dockerfile:1"),
+            ),
+            ("#syntax = r.io/f:2 --opt\nFROM x", Some("r.io/f:2")),
+            (
+                "#!/usr/bin/env buildctl\n# escape=`\n# SYNTAX=a/b\n",
+                Some("a/b"),
+            ),
+            ("FROM x\n# syntax=a/b\n", None),
+            ("# a comment\n# syntax=a/b\n", None),
+            ("\u{feff}# syntax=a/b\n", Some("a/b")),
+        ] {
+            assert_eq!(
+                syntax(dockerfile.as_bytes()).as_deref(),
+                want,
+                "{dockerfile:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn repositories_get_docker_hub_defaults() {
+        assert_eq!(
+            repository("docker/dockerfile:1"),
+            "docker.io/docker/dockerfile"
+        );
+        assert_eq!(
+            repository("docker.io/docker/dockerfile@sha256:ab"),
+            "docker.io/docker/dockerfile"
+        );
+        assert_eq!(repository("busybox"), "docker.io/library/busybox");
+        assert_eq!(repository("127.0.0.1:5000/f/x:1"), "127.0.0.1:5000/f/x");
+        assert_eq!(repository("localhost/f"), "localhost/f");
+    }
+
+    #[test]
+    fn the_builtin_frontend_never_forwards_unless_the_builder_names_the_image() {
+        let policy = Policy::default();
+        let plain = policy
+            .check(&config(Some("r/a:1"), &[]), b"FROM x\n")
+            .unwrap();
+        assert_eq!(plain.attrs["cmdline"], "");
+        assert!(!plain.attrs.contains_key("build-arg:BUILDKIT_SYNTAX"));
+        let allowed = policy
+            .check(
+                &config(Some("r/a:1"), &[]),
+                b"# syntax=docker/dockerfile:1.7\nFROM x\n",
+            )
+            .unwrap();
+        assert_eq!(
+            allowed.attrs["build-arg:BUILDKIT_SYNTAX"],
+            "docker/dockerfile:1.7"
+        );
+        assert!(!allowed.attrs.contains_key("cmdline"));
+        assert_eq!(
+            policy
+                .check(&config(Some("r/a:1"), &[]), b"# syntax=evil.example/f:1\nFROM x\n")
+                .unwrap_err()
+                .to_string(),
+            "frontend \"evil.example/f:1\" (# syntax= in the Dockerfile) is not allowed by allowed_frontends (docker.io/docker/dockerfile)"
+        );
+    }
+
+    #[test]
+    fn buildkit_args_are_the_builders_and_images_stay_inside_their_prefixes() {
+        let policy = Policy {
+            image_prefixes: vec!["reg.example/acme/".to_owned()],
+            ..Policy::default()
+        };
+        let err = policy
+            .check(
+                &config(Some("reg.example/acme/f:1"), &[("BUILDKIT_SYNTAX", "x/y")]),
+                b"FROM x",
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            PolicyError::ReservedArg {
+                name: "BUILDKIT_SYNTAX".into()
+            }
+        );
+        assert!(policy
+            .check(
+                &config(
+                    Some("reg.example/acme/f:1"),
+                    &[("BUILDKIT_INLINE_CACHE", "1")]
+                ),
+                b"FROM x"
+            )
+            .is_ok());
+        assert_eq!(
+            policy
+                .check(&config(Some("reg.example/other/f:1"), &[]), b"FROM x")
+                .unwrap_err()
+                .to_string(),
+            "image \"reg.example/other/f:1\" is outside allowed_image_prefixes (reg.example/acme/)"
+        );
+        assert!(policy.check(&config(None, &[]), b"FROM x").is_err());
+    }
+
+    #[test]
+    fn tenants_get_cache_namespaces_of_their_own() {
+        let policy = Policy::default();
+        let ns = |image| {
+            policy
+                .check(&config(Some(image), &[]), b"FROM x")
+                .unwrap()
+                .attrs["build-arg:BUILDKIT_CACHE_MOUNT_NS"]
+                .clone()
+        };
+        assert_eq!(ns("r/a:1"), ns("r/a:2"));
+        assert_ne!(ns("r/a:1"), ns("r/b:1"));
+        let anonymous = |_| policy.check(&config(None, &[]), b"FROM x").unwrap().tenant;
+        assert_ne!(anonymous(1), anonymous(2));
+    }
+}
