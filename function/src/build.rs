@@ -17,8 +17,7 @@ pub(crate) async fn handle(builder: &Arc<Builder>, req: Request) -> Response {
             .headers()
             .get("x-call-id")
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("none")
-            .to_owned(),
+            .map_or_else(|| format!("fb-{}", crate::intake::unique()), str::to_owned),
     };
     let ndjson = req
         .headers()

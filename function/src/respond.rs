@@ -30,7 +30,7 @@ impl Answer {
     /// The answer for a request refused before its build started.
     pub(crate) fn refused(&self, err: &BuildError) -> Response {
         log_outcome(&self.call_id, "", "", 0, self.started, Err(err));
-        error_response(err, Vec::new(), "", self.started)
+        error_response(err, Vec::new(), "", self)
     }
 
     /// Builds, then answers with one JSON object holding the (last lines of the) log.
@@ -63,7 +63,7 @@ impl Answer {
             Ok(outcome) => {
                 openfaas_runtime::json(StatusCode::OK, &success(log, image, outcome, self.started))
             }
-            Err(err) => error_response(&err, log, &image, self.started),
+            Err(err) => error_response(&err, log, &image, &self),
         }
     }
 
@@ -100,7 +100,7 @@ impl Answer {
                 },
                 Err(err) => Report {
                     log: None,
-                    ..failure(&err, Vec::new(), &image, started)
+                    ..failure(&err, Vec::new(), &image, &self)
                 },
             };
             let _ = body_tx.send(Ok(ndjson_line(&last))).await;
@@ -169,19 +169,26 @@ fn success(log: Vec<String>, image: String, outcome: BuildOutcome, started: Inst
     }
 }
 
-fn failure(err: &BuildError, log: Vec<String>, image: &str, started: Instant) -> Report {
+fn failure(err: &BuildError, log: Vec<String>, image: &str, answer: &Answer) -> Report {
+    // Our own faults carry paths and error chains: those go to the log line, with the call id
+    // that the answer names instead.
+    let error = if err.status() == StatusCode::INTERNAL_SERVER_ERROR {
+        format!("internal error (call id {})", answer.call_id)
+    } else {
+        err.to_string()
+    };
     Report {
         log: Some(log),
         image: image.to_owned(),
         status: Status::Failed,
-        error: Some(err.to_string()),
-        duration: secs(started),
+        error: Some(error),
+        duration: secs(answer.started),
         digest: None,
     }
 }
 
-fn error_response(err: &BuildError, log: Vec<String>, image: &str, started: Instant) -> Response {
-    let mut resp = openfaas_runtime::json(err.status(), &failure(err, log, image, started));
+fn error_response(err: &BuildError, log: Vec<String>, image: &str, answer: &Answer) -> Response {
+    let mut resp = openfaas_runtime::json(err.status(), &failure(err, log, image, answer));
     if let Some(secs) = err.retry_after() {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
