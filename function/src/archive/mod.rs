@@ -3,6 +3,7 @@
 //! created, opened or resolved on the host: the only host files the builder opens are its own
 //! spool files.
 
+mod error;
 mod index;
 #[cfg(test)]
 mod tests;
