@@ -88,6 +88,25 @@ impl Server {
     }
 }
 
+impl Server {
+    /// POSTs `tar` to `/build`, signed with [`SECRET`], and returns the status and the JSON
+    /// answer.
+    ///
+    /// # Panics
+    /// When the exchange fails or the answer is not JSON.
+    pub async fn post_signed(&self, tar: Vec<u8>) -> (u16, serde_json::Value) {
+        let req = http::Request::post("/build")
+            .header("host", "builder")
+            .header("x-build-signature", sign(SECRET, &tar))
+            .body(crate::client::full(tar))
+            .unwrap();
+        let resp = crate::client::send_tcp(self.addr, req).await;
+        let status = resp.status().as_u16();
+        let body = crate::client::read_body(resp).await;
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+}
+
 /// `sha256=<hex>` of `body` under `secret`, as every client computes it.
 pub fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();

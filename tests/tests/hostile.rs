@@ -7,9 +7,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use function_builder_tests::api::{sign, Server, SECRET};
+use function_builder_tests::api::Server;
 use function_builder_tests::bed::Bed;
-use function_builder_tests::client::{full, read_body, send_tcp};
 use inotify::{Inotify, WatchMask};
 use serde_json::Value;
 use tar::{EntryType, Header};
@@ -84,18 +83,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 async fn post(server: &Server, tar: Vec<u8>) -> (u16, Value) {
-    let signature = sign(SECRET, &tar);
-    let req = http::Request::post("/build")
-        .header("host", "builder")
-        .header("x-build-signature", signature)
-        .body(full(tar))
-        .unwrap();
-    let resp = send_tcp(server.addr, req).await;
-    let status = resp.status().as_u16();
-    (
-        status,
-        serde_json::from_slice(&read_body(resp).await).unwrap(),
-    )
+    server.post_signed(tar).await
 }
 
 /// `context/l0 -> .`, `context/l1 -> l0/..`, …: each alone inside, together `n - 1` levels up.

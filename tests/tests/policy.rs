@@ -4,9 +4,8 @@
 
 use std::io::Read;
 
-use function_builder_tests::api::{request_tar, sign, Server, Shape, SECRET};
+use function_builder_tests::api::{request_tar, Server, Shape};
 use function_builder_tests::bed::Bed;
-use function_builder_tests::client::{full, read_body, send_tcp};
 use serde_json::Value;
 
 async fn build(server: &Server, config: &str, dockerfile: &str) -> (u16, Value) {
@@ -15,17 +14,7 @@ async fn build(server: &Server, config: &str, dockerfile: &str) -> (u16, Value) 
         config,
         &[("Dockerfile", dockerfile.as_bytes(), 0o644)],
     );
-    let req = http::Request::post("/build")
-        .header("host", "builder")
-        .header("x-build-signature", sign(SECRET, &tar))
-        .body(full(tar))
-        .unwrap();
-    let resp = send_tcp(server.addr, req).await;
-    let status = resp.status().as_u16();
-    (
-        status,
-        serde_json::from_slice(&read_body(resp).await).unwrap(),
-    )
+    server.post_signed(tar).await
 }
 
 #[tokio::test]
