@@ -32,9 +32,9 @@ pub(crate) enum BuildError {
         /// BuildKit's message.
         message: String,
     },
-    /// The image was built but the registry refused it (credentials, permissions).
-    #[error("{message}")]
-    PushRefused {
+    /// A registry refused the push or a pull (credentials, permissions, unknown repository).
+    #[error("registry refused: {message}")]
+    RegistryRefused {
         /// The registry's message.
         message: String,
     },
@@ -79,8 +79,13 @@ impl BuildError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             Self::Index(_) | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Policy(crate::policy::PolicyError::TenantHeader { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Policy(_) => StatusCode::FORBIDDEN,
-            Self::BuildFailed { .. } | Self::PushRefused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BuildFailed { .. } | Self::RegistryRefused { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -101,26 +106,24 @@ impl BuildError {
 
 impl From<buildkit::BuildkitError> for BuildError {
     fn from(err: buildkit::BuildkitError) -> Self {
-        use buildkit::BuildkitError as E;
+        use buildkit::{BuildkitError as E, RegistryFault};
         match err {
             E::Build { message, .. } => Self::BuildFailed { message },
-            E::Push { image, message } => {
-                let lower = message.to_lowercase();
-                let refused = [
-                    "unauthorized",
-                    "denied",
-                    "authentication required",
-                    "no basic auth credentials",
-                ]
-                .iter()
-                .any(|needle| lower.contains(needle));
-                let message = format!("push {image}: {message}");
-                if refused {
-                    Self::PushRefused { message }
-                } else {
-                    Self::Unavailable { message }
-                }
-            }
+            E::Registry {
+                fault: RegistryFault::Refused,
+                message,
+            } => Self::RegistryRefused { message },
+            E::Registry {
+                fault: RegistryFault::Unreachable,
+                message,
+            } => Self::Unavailable {
+                message: format!("registry unreachable: {message}"),
+            },
+            // The address is the operator's (a socket path, a cluster host): the log line has
+            // it, the answer says what failed.
+            E::Unavailable { message, .. } => Self::Unavailable {
+                message: format!("buildkit unreachable: {message}"),
+            },
             err if err.is_retryable() => Self::Unavailable {
                 message: err.to_string(),
             },

@@ -49,6 +49,12 @@ pub(crate) async fn prepare(builder: &Builder, req: Request) -> Result<Prepared,
         .headers()
         .get("x-build-signature")
         .map(|v| v.as_bytes().to_vec());
+    let tenant_header = settings
+        .policy
+        .tenant
+        .header()
+        .and_then(|name| req.headers().get(name))
+        .map(|v| v.as_bytes().to_vec());
     let secret = builder.payload_secret().await?;
     let workdir = tempfile::Builder::new()
         .prefix(&format!("{TEMP_PREFIX}{}-", std::process::id()))
@@ -81,7 +87,9 @@ pub(crate) async fn prepare(builder: &Builder, req: Request) -> Result<Prepared,
         })??;
     let config = BuildConfig::parse(&archive.config)?;
     let dockerfile = archive.head("Dockerfile", 64 * 1024).unwrap_or_default();
-    let decision = settings.policy.check(&config, &dockerfile)?;
+    let decision = settings
+        .policy
+        .check(&config, &dockerfile, tenant_header.as_deref())?;
     Ok(Prepared {
         _workdir: workdir,
         archive: Arc::new(archive),

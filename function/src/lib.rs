@@ -26,7 +26,7 @@ use openfaas_runtime::http::{Method, StatusCode};
 use openfaas_runtime::{handler, json, json_error, BoxError, Init, Request, Response};
 
 use error::BuildError;
-pub use policy::Policy;
+pub use policy::{Policy, TenantRule};
 pub use settings::{Settings, SettingsError};
 
 /// The builder's state, built once at start.

@@ -24,13 +24,67 @@ pub struct Policy {
     pub frontends: Vec<String>,
     /// Prefixes an image must start with (`allowed_image_prefixes`); empty: any image.
     pub image_prefixes: Vec<String>,
+    /// How a build's tenant is named (`tenant_from`).
+    pub tenant: TenantRule,
 }
+
+/// Whose build a request is (`tenant_from`): the tenant scopes `RUN --mount=type=cache` and the
+/// session shared key, so no two tenants share either.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TenantRule {
+    /// `repository`: the image repository without its tag, `registry.example.com/acme/fn`.
+    #[default]
+    Repository,
+    /// `namespace`: the registry and the repository's first path component,
+    /// `registry.example.com/acme` (Docker Hub's `acme/fn`: `acme`), so a customer's functions
+    /// share their caches.
+    Namespace,
+    /// `header:<name>`: a header the platform sets, e.g. `X-Tenant`, for providers who name
+    /// tenants themselves. The signature does not cover headers: only for a builder that the
+    /// platform alone can call.
+    Header(String),
+}
+
+impl TenantRule {
+    /// Parses `repository`, `namespace` or `header:<name>`.
+    ///
+    /// # Errors
+    /// What is wrong with the value.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.trim() {
+            "repository" => Ok(Self::Repository),
+            "namespace" => Ok(Self::Namespace),
+            other => match other.strip_prefix("header:") {
+                Some(name)
+                    if openfaas_runtime::http::HeaderName::from_bytes(name.as_bytes()).is_ok() =>
+                {
+                    Ok(Self::Header(name.to_owned()))
+                }
+                _ => Err(format!(
+                    "{other:?} is not `repository`, `namespace` or `header:<name>` (e.g. header:X-Tenant)"
+                )),
+            },
+        }
+    }
+
+    /// The header this rule reads, if it reads one.
+    pub(crate) fn header(&self) -> Option<&str> {
+        match self {
+            Self::Header(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// Longest tenant a header may name.
+const MAX_TENANT_LEN: usize = 128;
 
 impl Default for Policy {
     fn default() -> Self {
         Self {
             frontends: vec!["docker.io/docker/dockerfile".to_owned()],
             image_prefixes: Vec::new(),
+            tenant: TenantRule::Repository,
         }
     }
 }
@@ -60,6 +114,14 @@ pub(crate) enum PolicyError {
         /// The setting's value.
         allowed: String,
     },
+    /// `tenant_from=header:<name>` and the request's header is missing or unusable (400).
+    #[error("tenant_from=header:{header}: {why}")]
+    TenantHeader {
+        /// The header's name.
+        header: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
 }
 
 /// What the policy decided for one build: the frontend attributes to add, and its tenant.
@@ -74,12 +136,16 @@ pub(crate) struct Decision {
 impl Policy {
     /// Checks a build's config and Dockerfile against the policy.
     ///
+    /// `tenant_header` is the value of the header [`TenantRule::Header`] names, if the request
+    /// has it.
+    ///
     /// # Errors
     /// [`PolicyError`] naming the rule and its setting.
     pub(crate) fn check(
         &self,
         config: &BuildConfig,
         dockerfile: &[u8],
+        tenant_header: Option<&[u8]>,
     ) -> Result<Decision, PolicyError> {
         if let Some(name) = config
             .build_args
@@ -121,11 +187,7 @@ impl Policy {
                 attrs.insert("cmdline".to_owned(), String::new());
             }
         }
-        let tenant = match config.repository() {
-            Some(repository) => repository.to_owned(),
-            // No image, no owner to share with: a tenant of its own.
-            None => format!("anonymous-{}", crate::intake::unique()),
-        };
+        let tenant = self.tenant(config, tenant_header)?;
         let ns = Sha256::digest(tenant.as_bytes());
         attrs.insert(
             "build-arg:BUILDKIT_CACHE_MOUNT_NS".to_owned(),
@@ -133,6 +195,54 @@ impl Policy {
         );
         Ok(Decision { attrs, tenant })
     }
+}
+
+impl Policy {
+    fn tenant(
+        &self,
+        config: &BuildConfig,
+        tenant_header: Option<&[u8]>,
+    ) -> Result<String, PolicyError> {
+        let from_image = |name: fn(&str) -> &str| match config.repository() {
+            Some(repository) => name(repository).to_owned(),
+            // No image, no owner to share with: a tenant of its own.
+            None => format!("anonymous-{}", crate::intake::unique()),
+        };
+        match &self.tenant {
+            TenantRule::Repository => Ok(from_image(|r| r)),
+            TenantRule::Namespace => Ok(from_image(namespace)),
+            TenantRule::Header(header) => {
+                let refuse = |why| PolicyError::TenantHeader {
+                    header: header.clone(),
+                    why,
+                };
+                let value =
+                    tenant_header.ok_or_else(|| refuse("the request has no such header"))?;
+                if value.is_empty()
+                    || value.len() > MAX_TENANT_LEN
+                    || !value.iter().all(u8::is_ascii_graphic)
+                {
+                    return Err(refuse(
+                        "the header must be 1 to 128 visible ASCII characters",
+                    ));
+                }
+                Ok(String::from_utf8_lossy(value).into_owned())
+            }
+        }
+    }
+}
+
+/// `registry.example.com/acme/fn` → `registry.example.com/acme`; Docker Hub's `acme/fn` → `acme`;
+/// a one-component name is its own namespace.
+fn namespace(repository: &str) -> &str {
+    let mut parts = repository.splitn(3, '/');
+    let first = parts.next().unwrap_or_default();
+    let is_host = first.contains(['.', ':']) || first == "localhost";
+    let keep = match (is_host, parts.next()) {
+        (true, Some(second)) => first.len() + 1 + second.len(),
+        _ => first.len(),
+    };
+    &repository[..keep]
 }
 
 /// The image a `# syntax=` directive names (its first word), if the Dockerfile opens with one:
@@ -237,7 +347,7 @@ mod tests {
     fn the_builtin_frontend_never_forwards_unless_the_builder_names_the_image() {
         let policy = Policy::default();
         let plain = policy
-            .check(&config(Some("r/a:1"), &[]), b"FROM x\n")
+            .check(&config(Some("r/a:1"), &[]), b"FROM x\n", None)
             .unwrap();
         assert_eq!(plain.attrs["cmdline"], "");
         assert!(!plain.attrs.contains_key("build-arg:BUILDKIT_SYNTAX"));
@@ -245,6 +355,7 @@ mod tests {
             .check(
                 &config(Some("r/a:1"), &[]),
                 b"# syntax=docker/dockerfile:1.7\nFROM x\n",
+                None,
             )
             .unwrap();
         assert_eq!(
@@ -254,7 +365,7 @@ mod tests {
         assert!(!allowed.attrs.contains_key("cmdline"));
         assert_eq!(
             policy
-                .check(&config(Some("r/a:1"), &[]), b"# syntax=evil.example/f:1\nFROM x\n")
+                .check(&config(Some("r/a:1"), &[]), b"# syntax=evil.example/f:1\nFROM x\n", None)
                 .unwrap_err()
                 .to_string(),
             "frontend \"evil.example/f:1\" (# syntax= in the Dockerfile) is not allowed by allowed_frontends (docker.io/docker/dockerfile)"
@@ -271,6 +382,7 @@ mod tests {
             .check(
                 &config(Some("reg.example/acme/f:1"), &[("BUILDKIT_SYNTAX", "x/y")]),
                 b"FROM x",
+                None,
             )
             .unwrap_err();
         assert_eq!(
@@ -285,17 +397,18 @@ mod tests {
                     Some("reg.example/acme/f:1"),
                     &[("BUILDKIT_INLINE_CACHE", "1")]
                 ),
-                b"FROM x"
+                b"FROM x",
+                None
             )
             .is_ok());
         assert_eq!(
             policy
-                .check(&config(Some("reg.example/other/f:1"), &[]), b"FROM x")
+                .check(&config(Some("reg.example/other/f:1"), &[]), b"FROM x", None)
                 .unwrap_err()
                 .to_string(),
             "image \"reg.example/other/f:1\" is outside allowed_image_prefixes (reg.example/acme/)"
         );
-        assert!(policy.check(&config(None, &[]), b"FROM x").is_err());
+        assert!(policy.check(&config(None, &[]), b"FROM x", None).is_err());
     }
 
     #[test]
@@ -303,14 +416,64 @@ mod tests {
         let policy = Policy::default();
         let ns = |image| {
             policy
-                .check(&config(Some(image), &[]), b"FROM x")
+                .check(&config(Some(image), &[]), b"FROM x", None)
                 .unwrap()
                 .attrs["build-arg:BUILDKIT_CACHE_MOUNT_NS"]
                 .clone()
         };
         assert_eq!(ns("r/a:1"), ns("r/a:2"));
         assert_ne!(ns("r/a:1"), ns("r/b:1"));
-        let anonymous = |_| policy.check(&config(None, &[]), b"FROM x").unwrap().tenant;
+        let anonymous = |_| {
+            policy
+                .check(&config(None, &[]), b"FROM x", None)
+                .unwrap()
+                .tenant
+        };
         assert_ne!(anonymous(1), anonymous(2));
+    }
+
+    #[test]
+    fn tenant_rules_name_the_repository_its_namespace_or_the_platforms_header() {
+        let tenant = |rule: &str, image: &str, header: Option<&[u8]>| {
+            let policy = Policy {
+                tenant: TenantRule::parse(rule).unwrap(),
+                ..Policy::default()
+            };
+            policy
+                .check(&config(Some(image), &[]), b"FROM x", header)
+                .map(|d| d.tenant)
+                .map_err(|e| e.to_string())
+        };
+        let ok = |t: &str| Ok(t.to_owned());
+        assert_eq!(
+            tenant("repository", "reg.example/acme/fn:1", None),
+            ok("reg.example/acme/fn")
+        );
+        assert_eq!(
+            tenant("namespace", "reg.example/acme/fn:1", None),
+            ok("reg.example/acme")
+        );
+        assert_eq!(
+            tenant("namespace", "reg.example:5000/acme/team/fn", None),
+            ok("reg.example:5000/acme")
+        );
+        assert_eq!(tenant("namespace", "acme/fn:1", None), ok("acme"));
+        assert_eq!(tenant("namespace", "fn:1", None), ok("fn"));
+        assert_eq!(
+            tenant("header:X-Tenant", "r/fn:1", Some(b"cust-42")),
+            ok("cust-42")
+        );
+        assert_eq!(
+            tenant("header:X-Tenant", "r/fn:1", None),
+            Err("tenant_from=header:X-Tenant: the request has no such header".to_owned())
+        );
+        for bad in [&b""[..], b"a b", &[b'x'; 129]] {
+            assert_eq!(
+                tenant("header:X-Tenant", "r/fn:1", Some(bad)),
+                Err("tenant_from=header:X-Tenant: the header must be 1 to 128 visible ASCII characters".to_owned())
+            );
+        }
+        assert!(TenantRule::parse("header:").is_err());
+        assert!(TenantRule::parse("image").is_err());
     }
 }

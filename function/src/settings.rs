@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use buildkit::{Address, NetworkMode, TlsFiles};
 
-use crate::policy::Policy;
+use crate::policy::{Policy, TenantRule};
 
 /// Everything the builder reads once at start.
 #[derive(Debug, Clone)]
@@ -30,7 +30,8 @@ pub struct Settings {
     pub network: NetworkMode,
     /// Longest a build may take (`build_timeout`), below of-watchdog's `exec_timeout`.
     pub build_timeout: Duration,
-    /// What builds may ask of BuildKit (`allowed_frontends`, `allowed_image_prefixes`).
+    /// What builds may ask of BuildKit (`allowed_frontends`, `allowed_image_prefixes`) and whose
+    /// build each is (`tenant_from`).
     pub policy: Policy,
     /// Where each request's body and context are unpacked (`work_dir`), default the system's
     /// temp dir; each request's dir is removed when it ends.
@@ -116,6 +117,11 @@ impl Settings {
                     .map_or_else(|| Policy::default().frontends, |v| list(&v)),
                 image_prefixes: get("allowed_image_prefixes")
                     .map(|v| list(&v))
+                    .unwrap_or_default(),
+                tenant: get("tenant_from")
+                    .map(|v| TenantRule::parse(&v))
+                    .transpose()
+                    .map_err(|message| err("tenant_from", message))?
                     .unwrap_or_default(),
             },
         })

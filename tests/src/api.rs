@@ -88,6 +88,22 @@ impl Server {
     }
 }
 
+/// One builder per daemon of the bed ([`Bed::daemons`]: its dockerd, and a standalone buildkitd
+/// when the bed names one), each named by its daemon's address for messages.
+pub async fn servers(bed: &Bed, tweak: impl Fn(&mut Settings)) -> Vec<(String, Server)> {
+    let mut out = Vec::new();
+    for daemon in bed.daemons() {
+        let server = Server::start(bed, |s| {
+            s.buildkit = daemon.address.clone();
+            s.buildkit_tls = daemon.tls.clone();
+            tweak(s);
+        })
+        .await;
+        out.push((daemon.address.to_string(), server));
+    }
+    out
+}
+
 impl Server {
     /// POSTs `tar` to `/build`, signed with [`SECRET`], and returns the status and the JSON
     /// answer.
@@ -95,16 +111,47 @@ impl Server {
     /// # Panics
     /// When the exchange fails or the answer is not JSON.
     pub async fn post_signed(&self, tar: Vec<u8>) -> (u16, serde_json::Value) {
-        let req = http::Request::post("/build")
+        let answer = self.post_signed_with(tar, &[]).await;
+        (answer.status, answer.json)
+    }
+
+    /// POSTs `tar` to `/build` with extra `headers`, signed with [`SECRET`].
+    ///
+    /// # Panics
+    /// When the exchange fails or the answer is not JSON.
+    pub async fn post_signed_with(&self, tar: Vec<u8>, headers: &[(&str, &str)]) -> Answered {
+        let mut req = http::Request::post("/build")
             .header("host", "builder")
-            .header("x-build-signature", sign(SECRET, &tar))
-            .body(crate::client::full(tar))
-            .unwrap();
+            .header("x-build-signature", sign(SECRET, &tar));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(crate::client::full(tar)).unwrap();
         let resp = crate::client::send_tcp(self.addr, req).await;
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
         let body = crate::client::read_body(resp).await;
-        (status, serde_json::from_slice(&body).unwrap())
+        Answered {
+            status,
+            retry_after,
+            json: serde_json::from_slice(&body)
+                .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&body))),
+        }
     }
+}
+
+/// A builder's answer to one request.
+#[derive(Debug)]
+pub struct Answered {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
+    /// The JSON body.
+    pub json: serde_json::Value,
 }
 
 /// `sha256=<hex>` of `body` under `secret`, as every client computes it.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use buildkit::{
     BuildOutcome, BuildRequest, BuildkitError, Client, DirTree, DockerConfig, NetworkMode, Output,
+    RegistryFault,
 };
 use function_builder_tests::bed::{wait_for_process, Bed, Daemon};
 use function_builder_tests::fixtures::{dockerfile_context, tricky_context};
@@ -202,15 +203,17 @@ async fn pushing_to_a_registry_with_auth_needs_the_config_json_credentials() {
         )
         .await;
         match result {
-            Err(BuildkitError::Push { message, .. })
-            | Err(BuildkitError::Build { message, .. }) => {
+            Err(BuildkitError::Registry {
+                fault: RegistryFault::Refused,
+                message,
+            }) => {
                 let lower = message.to_lowercase();
                 assert!(
                     lower.contains("unauthorized") || lower.contains("no basic auth credentials"),
                     "{message}"
                 );
             }
-            other => panic!("a push without credentials must fail, got {other:?}"),
+            other => panic!("a push without credentials is refused by the registry, got {other:?}"),
         }
 
         let mut req = context_request(dir.path(), Output::Push(image.clone()));

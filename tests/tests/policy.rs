@@ -52,6 +52,42 @@ async fn a_syntax_line_naming_a_frontend_not_allowed_is_refused_and_nothing_is_p
 }
 
 #[tokio::test]
+async fn no_form_of_a_syntax_directive_makes_any_daemon_contact_a_frontend_registry() {
+    let bed = Bed::get();
+    // The "registry" of the frontend image: a port the test holds; any forward would connect.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let frontend = format!("{}/evil/frontend:1", listener.local_addr().unwrap());
+    let forms = [
+        format!("# syntax={frontend}"),
+        format!("#syntax={frontend}"),
+        format!("# SYNTAX = {frontend}"),
+        // C-style: BuildKit v0.11+ reads it as a directive; the builder's own check does not,
+        // so only the `cmdline` attribute stops the forward.
+        format!("//syntax={frontend}"),
+        format!("# escape=`\n# syntax={frontend}"),
+    ];
+    for (daemon, server) in function_builder_tests::api::servers(&bed, |_| {}).await {
+        for form in &forms {
+            let (status, json) = build(
+                &server,
+                &format!(r#"{{"image":"{}/policy/forms:1"}}"#, bed.registry),
+                &format!("{form}\nFROM {}\n", bed.base_image),
+            )
+            .await;
+            assert!(
+                [200, 403, 422].contains(&status),
+                "{daemon} {form:?}: {status} {json:#}"
+            );
+            assert!(
+                listener.accept().is_err(),
+                "{daemon} {form:?}: the daemon contacted the frontend's registry ({status} {json:#})"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_frontend_the_setting_allows_is_forwarded_to() {
     let bed = Bed::get();
     let frontend = format!("{}/frontends/allowed", bed.registry);
@@ -88,7 +124,6 @@ async fn images_outside_the_allowed_prefixes_are_refused_before_buildkit() {
 #[tokio::test]
 async fn cache_mounts_are_per_tenant() {
     let bed = Bed::get();
-    let server = Server::start(&bed, |_| {}).await;
     let nonce = std::process::id();
     let df = |n: u32| {
         format!(
@@ -97,44 +132,120 @@ async fn cache_mounts_are_per_tenant() {
         )
     };
     let seen = |image: &str| bed.run_in_image(image, "cat /seen");
-    let a = format!("{}/tenant-a/fn:1", bed.registry);
-    let b = format!("{}/tenant-b/fn:1", bed.registry);
-    let (status, json) = build(&server, &format!(r#"{{"image":"{a}"}}"#), &df(1)).await;
-    assert_eq!(status, 200, "{json:#}");
-    assert_eq!(seen(&a), "");
-    let (status, json) = build(&server, &format!(r#"{{"image":"{b}"}}"#), &df(2)).await;
-    assert_eq!(status, 200, "{json:#}");
-    assert_eq!(seen(&b), "", "tenant B saw tenant A's cache mount");
-    let (status, json) = build(&server, &format!(r#"{{"image":"{a}"}}"#), &df(3)).await;
-    assert_eq!(status, 200, "{json:#}");
+    for (n, (daemon, server)) in function_builder_tests::api::servers(&bed, |_| {})
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let a = format!("{}/tenant-a/fn:{n}", bed.registry);
+        let b = format!("{}/tenant-b/fn:{n}", bed.registry);
+        let (status, json) = build(&server, &format!(r#"{{"image":"{a}"}}"#), &df(1)).await;
+        assert_eq!(status, 200, "{daemon}: {json:#}");
+        assert_eq!(seen(&a), "", "{daemon}");
+        let (status, json) = build(&server, &format!(r#"{{"image":"{b}"}}"#), &df(2)).await;
+        assert_eq!(status, 200, "{daemon}: {json:#}");
+        assert_eq!(
+            seen(&b),
+            "",
+            "{daemon}: tenant B saw tenant A's cache mount"
+        );
+        let (status, json) = build(&server, &format!(r#"{{"image":"{a}"}}"#), &df(3)).await;
+        assert_eq!(status, 200, "{daemon}: {json:#}");
+        assert_eq!(
+            seen(&a),
+            "was-here\n",
+            "{daemon}: tenant A's second build sees its own cache"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_header_the_platform_sets_scopes_cache_mounts_across_images() {
+    let bed = Bed::get();
+    let server = Server::start(&bed, |s| {
+        s.policy.tenant = handler::TenantRule::parse("header:X-Tenant").unwrap()
+    })
+    .await;
+    let nonce = std::process::id();
+    let df = |n: u32| {
+        format!(
+            "FROM {}\nRUN --mount=type=cache,id=shared,target=/c sh -c 'echo {nonce}-h{n}; ls /c > /seen; touch /c/was-here'\n",
+            bed.base_image
+        )
+    };
+    let post = |image: String, tenant: Option<&'static str>, n: u32| {
+        let server = &server;
+        let df = df(n);
+        async move {
+            let tar = request_tar(
+                Shape::Python,
+                &format!(r#"{{"image":"{image}"}}"#),
+                &[("Dockerfile", df.as_bytes(), 0o644)],
+            );
+            let headers: Vec<(&str, &str)> = tenant.map(|t| ("X-Tenant", t)).into_iter().collect();
+            server.post_signed_with(tar, &headers).await
+        }
+    };
+    let seen = |image: &str| bed.run_in_image(image, "cat /seen");
+    let one = format!("{}/header-tenants/one:{nonce}", bed.registry);
+    let two = format!("{}/header-tenants/two:{nonce}", bed.registry);
+    let tenant_a = Box::leak(format!("cust-a-{nonce}").into_boxed_str());
+    let tenant_b = Box::leak(format!("cust-b-{nonce}").into_boxed_str());
+
+    let answer = post(one.clone(), None, 0).await;
+    assert_eq!(answer.status, 400, "{answer:#?}");
     assert_eq!(
-        seen(&a),
+        answer.json["error"],
+        "tenant_from=header:X-Tenant: the request has no such header"
+    );
+
+    let answer = post(one.clone(), Some(tenant_a), 1).await;
+    assert_eq!(answer.status, 200, "{answer:#?}");
+    assert_eq!(seen(&one), "");
+    // The same image for another tenant: its own cache.
+    let answer = post(one.clone(), Some(tenant_b), 2).await;
+    assert_eq!(answer.status, 200, "{answer:#?}");
+    assert_eq!(seen(&one), "", "tenant B saw tenant A's cache mount");
+    // Another image of tenant A: A's cache.
+    let answer = post(two.clone(), Some(tenant_a), 3).await;
+    assert_eq!(answer.status, 200, "{answer:#?}");
+    assert_eq!(
+        seen(&two),
         "was-here\n",
-        "tenant A's second build sees its own cache"
+        "tenant A's other image sees A's cache"
     );
 }
 
 #[tokio::test]
 async fn run_steps_cannot_reach_a_port_on_the_host_loopback() {
     let bed = Bed::get();
-    let server = Server::start(&bed, |_| {}).await;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let image = format!("{}/policy/network:1", bed.registry);
     let df = format!(
         "FROM {}\nRUN (wget -q -T 3 -O /got http://127.0.0.1:{port}/ && echo reached || echo unreachable) > /result\n",
         bed.base_image
     );
-    let (status, json) = build(&server, &format!(r#"{{"image":"{image}"}}"#), &df).await;
-    assert_eq!(status, 200, "{json:#}");
-    assert_eq!(bed.run_in_image(&image, "cat /result"), "unreachable\n");
-    let accepted = listener.accept().map(|(mut s, _)| {
-        let mut buf = Vec::new();
-        let _ = s.read_to_end(&mut buf);
-    });
-    assert!(
-        accepted.is_err(),
-        "the RUN step connected to the host's loopback"
-    );
+    for (n, (daemon, server)) in function_builder_tests::api::servers(&bed, |_| {})
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let image = format!("{}/policy/network:{n}", bed.registry);
+        let (status, json) = build(&server, &format!(r#"{{"image":"{image}"}}"#), &df).await;
+        assert_eq!(status, 200, "{daemon}: {json:#}");
+        assert_eq!(
+            bed.run_in_image(&image, "cat /result"),
+            "unreachable\n",
+            "{daemon}"
+        );
+        let accepted = listener.accept().map(|(mut s, _)| {
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+        });
+        assert!(
+            accepted.is_err(),
+            "{daemon}: the RUN step connected to the host's loopback"
+        );
+    }
 }

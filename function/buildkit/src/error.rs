@@ -1,5 +1,7 @@
 //! What can go wrong talking to BuildKit, in terms a caller can act on.
 
+pub use crate::failure::RegistryFault;
+
 /// An error of the BuildKit client.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildkitError {
@@ -37,12 +39,12 @@ pub enum BuildkitError {
         /// That step's last lines of output.
         output: Vec<String>,
     },
-    /// The image was built but could not be pushed.
-    #[error("push {image}: {message}")]
-    Push {
-        /// The image reference.
-        image: String,
-        /// The registry's or Engine's message.
+    /// A registry did not take the image, or give one the build needed.
+    #[error("{message}")]
+    Registry {
+        /// Whether it could not be reached (retrying may help) or said no.
+        fault: RegistryFault,
+        /// The registry's, Engine's or BuildKit's words, e.g. `push reg/app:1: denied: …`.
         message: String,
     },
     /// The session with the daemon broke.
@@ -57,7 +59,11 @@ impl BuildkitError {
     /// Whether trying again later can help: the daemon (or the transport to it) was unavailable.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Unavailable { .. } => true,
+            Self::Unavailable { .. }
+            | Self::Registry {
+                fault: RegistryFault::Unreachable,
+                ..
+            } => true,
             Self::Rpc { code, .. } => matches!(
                 code,
                 tonic::Code::Unavailable | tonic::Code::ResourceExhausted

@@ -10,6 +10,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::UnixStream;
 
+use crate::failure::{registry_fault, RegistryFault};
 use crate::{BuildkitError, DockerConfig};
 
 /// Engine API version: Docker 20.10's, understood by every later Engine.
@@ -42,15 +43,17 @@ struct PushAux {
 /// from `config` in the `X-Registry-Auth` header; returns the manifest digest the registry stored.
 ///
 /// # Errors
-/// [`BuildkitError::Push`] with the registry's message (errors arrive inside a 200 response).
+/// [`BuildkitError::Registry`] with the registry's message (errors arrive inside a 200 response).
 pub(crate) async fn push(
     socket: &Path,
     image: &str,
     config: Arc<DockerConfig>,
 ) -> Result<String, BuildkitError> {
-    let fail = |message: String| BuildkitError::Push {
-        image: image.to_owned(),
-        message,
+    // The Engine says what went wrong only in words (its `errorDetail` has no code for a
+    // registry's answers): what they do not name as a refusal may pass with a retry.
+    let fail = |message: String| BuildkitError::Registry {
+        fault: registry_fault(&message).unwrap_or(RegistryFault::Unreachable),
+        message: format!("push {image}: {message}"),
     };
     let host = registry_host(image).to_owned();
     // A credential helper is a process: run it on a blocking thread.

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::dockerconfig::DockerConfig;
+use crate::failure::{registry_fault, Details};
 use crate::progress::{Event, Tracker};
 use crate::proto::control::{Exporter, SolveRequest, StatusRequest};
 use crate::session::{self, Services};
@@ -114,7 +115,8 @@ impl Client {
     ///
     /// # Errors
     /// [`BuildkitError::Build`] when the build itself fails (with the failing step's output),
-    /// [`BuildkitError::Push`] when the push fails, others when the daemon misbehaves or is gone.
+    /// [`BuildkitError::Registry`] when a registry could not be reached or refused the push (or a
+    /// pull), others when the daemon misbehaves or is gone.
     pub async fn build(
         &self,
         req: BuildRequest,
@@ -373,29 +375,43 @@ impl FailedSteps {
     }
 }
 
+/// What a failed Solve means: the daemon gone, a registry's fault, or the build's own failure.
 fn solve_error(
     client: &Client,
     status: tonic::Status,
     failures: &std::sync::Mutex<FailedSteps>,
 ) -> BuildkitError {
-    match status.code() {
-        tonic::Code::Unavailable => BuildkitError::Unavailable {
+    // A status the transport made (no answer from the daemon) has the transport error as source.
+    if status.code() == tonic::Code::Unavailable && std::error::Error::source(&status).is_some() {
+        return BuildkitError::Unavailable {
             address: client.address.to_string(),
             message: status.message().to_owned(),
-        },
-        _ => {
-            let failed = failures
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .failed
-                .take();
-            let (step, output) =
-                failed.map_or((None, Vec::new()), |(name, lines)| (Some(name), lines));
-            BuildkitError::Build {
+        };
+    }
+    let details = Details::of(&status);
+    if !details.step_failed(status.message()) {
+        if let Some(fault) = registry_fault(status.message()) {
+            return BuildkitError::Registry {
+                fault,
                 message: status.message().to_owned(),
-                step,
-                output,
-            }
+            };
         }
+    }
+    if status.code() == tonic::Code::Unavailable {
+        return BuildkitError::Unavailable {
+            address: client.address.to_string(),
+            message: status.message().to_owned(),
+        };
+    }
+    let failed = failures
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .failed
+        .take();
+    let (step, output) = failed.map_or((None, Vec::new()), |(name, lines)| (Some(name), lines));
+    BuildkitError::Build {
+        message: status.message().to_owned(),
+        step,
+        output,
     }
 }
