@@ -91,17 +91,19 @@ async fn no_form_of_a_syntax_directive_makes_any_daemon_contact_a_frontend_regis
 async fn a_frontend_the_setting_allows_is_forwarded_to() {
     let bed = Bed::get();
     let frontend = format!("{}/frontends/allowed", bed.registry);
-    let server = Server::start(&bed, |s| s.policy.frontends = vec![frontend.clone()]).await;
-    // No such image in the registry: the forward is attempted and fails on the pull.
-    let (status, json) = build(
-        &server,
-        &format!(r#"{{"image":"{}/policy/allowed:1"}}"#, bed.registry),
-        &format!("# syntax={frontend}:1\nFROM {}\n", bed.base_image),
-    )
-    .await;
-    assert_eq!(status, 422, "{json:#}");
-    let said = format!("{json}");
-    assert!(said.contains("frontends/allowed"), "{json:#}");
+    let allow = |s: &mut handler::Settings| s.policy.frontends = vec![frontend.clone()];
+    for (daemon, server) in function_builder_tests::api::servers(&bed, allow).await {
+        // No such image in the registry: the forward is attempted and fails on the pull.
+        let (status, json) = build(
+            &server,
+            &format!(r#"{{"image":"{}/policy/allowed:1"}}"#, bed.registry),
+            &format!("# syntax={frontend}:1\nFROM {}\n", bed.base_image),
+        )
+        .await;
+        assert_eq!(status, 422, "{daemon}: {json:#}");
+        let said = format!("{json}");
+        assert!(said.contains("frontends/allowed"), "{daemon}: {json:#}");
+    }
 }
 
 #[tokio::test]
