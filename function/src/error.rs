@@ -17,6 +17,9 @@ pub(crate) enum BuildError {
     /// The archive broke a rule; the message names the entry or limit.
     #[error(transparent)]
     Index(#[from] crate::archive::IndexError),
+    /// The sealed secrets could not be opened; the message names the field or secret.
+    #[error("{name}: {0}", name = crate::wire::SECRETS_NAME)]
+    Sealed(#[from] crate::sealed::SealedError),
     /// Well-formed, but the builder's policy forbids it; the message names the rule.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
@@ -78,7 +81,7 @@ impl BuildError {
             Self::Index(crate::archive::IndexError::Spool { .. }) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            Self::Index(_) | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Index(_) | Self::BadRequest { .. } | Self::Sealed(_) => StatusCode::BAD_REQUEST,
             Self::Policy(crate::policy::PolicyError::TenantHeader { .. }) => {
                 StatusCode::BAD_REQUEST
             }

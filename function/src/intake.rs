@@ -1,8 +1,11 @@
 //! Intake: signature, size, then the index of the spooled archive and its config, before BuildKit
 //! is called. Each request's spool files live in one temp dir owned by what this returns.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use openfaas_runtime::http::header;
 use openfaas_runtime::Request;
@@ -10,6 +13,7 @@ use openfaas_runtime::Request;
 use crate::archive::{Archive, Limits};
 use crate::buildconfig::BuildConfig;
 use crate::policy::Decision;
+use crate::sealed::{OpeningKey, SealedError};
 use crate::verify::verify;
 use crate::{BuildError, Builder};
 
@@ -25,6 +29,8 @@ pub(crate) struct Prepared {
     pub(crate) config: BuildConfig,
     /// What the policy decided: frontend attributes and the tenant.
     pub(crate) decision: Decision,
+    /// Opened build secrets by id, for `RUN --mount=type=secret`.
+    pub(crate) secrets: HashMap<String, Bytes>,
     pub(crate) bytes_in: u64,
 }
 
@@ -90,13 +96,32 @@ pub(crate) async fn prepare(builder: &Builder, req: Request) -> Result<Prepared,
     let decision = settings
         .policy
         .check(&config, &dockerfile, tenant_header.as_deref())?;
+    let secrets = open_secrets(settings.secrets_key.as_ref(), archive.secrets.as_deref())?;
     Ok(Prepared {
         _workdir: workdir,
         archive: Arc::new(archive),
         config,
         decision,
+        secrets,
         bytes_in: verified.len,
     })
+}
+
+/// Opens the sealed secrets, if any were sent. Each value lives in one buffer that is zeroed
+/// when its last user (the build's session) lets go of it.
+fn open_secrets(
+    key: Option<&OpeningKey>,
+    sealed: Option<&[u8]>,
+) -> Result<HashMap<String, Bytes>, BuildError> {
+    let Some(sealed) = sealed else {
+        return Ok(HashMap::new());
+    };
+    let key = key.ok_or(SealedError::NoKey)?;
+    Ok(key
+        .open(sealed)?
+        .into_iter()
+        .map(|(name, value)| (name, Bytes::from_owner(value)))
+        .collect())
 }
 
 /// A name no other request of this process, or any earlier one, had.

@@ -5,6 +5,7 @@
 //!   by BuildKit and pushed out, with the build log as JSON or NDJSON;
 //! - `GET /healthz`: liveness;
 //! - `GET /ready`: ready only when BuildKit answers;
+//! - `GET /publickey`: the key build secrets are sealed to, when one is configured;
 //! - anything else: 404 with a JSON error naming the method and path.
 
 mod archive;
@@ -15,6 +16,7 @@ mod intake;
 mod policy;
 mod respond;
 mod run;
+pub mod sealed;
 mod settings;
 mod verify;
 pub mod wire;
@@ -148,6 +150,14 @@ pub async fn route(builder: &Arc<Builder>, req: Request) -> Response {
             json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
         }
         (&Method::GET, "/ready") => builder.ready().await,
+        // Unauthenticated, as faas-cli fetches it: a public key is public.
+        (&Method::GET, "/publickey") => match &builder.settings.secrets_key {
+            Some(key) => json(StatusCode::OK, key.public()),
+            None => json_error(
+                StatusCode::NOT_FOUND,
+                "no build secrets key is configured (build_secrets_private_key_path)",
+            ),
+        },
         (_, "/build") => json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST /build"),
         (method, path) => json_error(
             StatusCode::NOT_FOUND,

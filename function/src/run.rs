@@ -90,6 +90,7 @@ async fn build(
     request.network = builder.settings.network;
     request.registry_auth = Arc::new(registry_auth);
     request.frontend_attrs = prepared.decision.attrs.clone();
+    request.secrets = prepared.secrets.clone();
     // One key per tenant (by default the image repository): a rebuild of a function sends only
     // what changed, and no two tenants share a base. Safe because the index derives each file's
     // mtime nanoseconds from its content.

@@ -6,6 +6,10 @@ use std::time::Duration;
 use buildkit::{Address, NetworkMode, TlsFiles};
 
 use crate::policy::{Policy, TenantRule};
+use crate::sealed::OpeningKey;
+
+/// Where OpenFaaS Pro's chart mounts the build secrets key.
+const DEFAULT_SECRETS_KEY: &str = "/var/secrets/buildkit/key";
 
 /// Everything the builder reads once at start.
 #[derive(Debug, Clone)]
@@ -33,6 +37,10 @@ pub struct Settings {
     /// What builds may ask of BuildKit (`allowed_frontends`, `allowed_image_prefixes`) and whose
     /// build each is (`tenant_from`).
     pub policy: Policy,
+    /// The key that opens sealed build secrets (`build_secrets_private_key_path`; by default
+    /// `/var/secrets/buildkit/key`, where OpenFaaS Pro's chart mounts it, when that file exists).
+    /// Read once at start: a rotated key needs a restart.
+    pub secrets_key: Option<OpeningKey>,
     /// Where each request's body and context are unpacked (`work_dir`), default the system's
     /// temp dir; each request's dir is removed when it ends.
     pub work_dir: PathBuf,
@@ -96,7 +104,19 @@ impl Settings {
                 })?,
             None => Duration::from_secs(9 * 60),
         };
+        let secrets_key = match get("build_secrets_private_key_path") {
+            Some(path) if !path.trim().is_empty() => Some(
+                OpeningKey::load(path.trim().as_ref())
+                    .map_err(|e| err("build_secrets_private_key_path", e))?,
+            ),
+            _ if std::path::Path::new(DEFAULT_SECRETS_KEY).is_file() => Some(
+                OpeningKey::load(DEFAULT_SECRETS_KEY.as_ref())
+                    .map_err(|e| err("build_secrets_private_key_path", e))?,
+            ),
+            _ => None,
+        };
         Ok(Self {
+            secrets_key,
             payload_secret_path: get("payload_secret_path")
                 .unwrap_or_else(|| "/var/openfaas/secrets/payload-secret".to_owned())
                 .into(),

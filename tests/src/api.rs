@@ -48,6 +48,7 @@ pub fn settings(bed: &Bed, dir: &Path) -> Settings {
         build_timeout: Duration::from_secs(300),
         work_dir: dir.join("work"),
         policy: handler::Policy::default(),
+        secrets_key: None,
     }
 }
 
@@ -105,6 +106,32 @@ pub async fn servers(bed: &Bed, tweak: impl Fn(&mut Settings)) -> Vec<(String, S
 }
 
 impl Server {
+    /// What is left in the builder's `work_dir` (request temp dirs): nothing, between requests.
+    ///
+    /// # Panics
+    /// When the dir cannot be read.
+    pub fn work_dir_entries(&self) -> Vec<String> {
+        std::fs::read_dir(self._dir.path().join("work"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// GETs `path`; returns the status and the JSON answer.
+    ///
+    /// # Panics
+    /// When the exchange fails or the answer is not JSON.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let req = http::Request::get(path)
+            .header("host", "builder")
+            .body(crate::client::empty())
+            .unwrap();
+        let resp = crate::client::send_tcp(self.addr, req).await;
+        let status = resp.status().as_u16();
+        let body = crate::client::read_body(resp).await;
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
     /// POSTs `tar` to `/build`, signed with [`SECRET`], and returns the status and the JSON
     /// answer.
     ///

@@ -49,6 +49,8 @@ pub(crate) struct Indexed {
     pub(crate) nodes: BTreeMap<String, Node>,
     /// The raw `com.openfaas.docker.config`.
     pub(crate) config: Vec<u8>,
+    /// The raw `com.openfaas.secrets` (sealed values), if sent.
+    pub(crate) secrets: Option<Vec<u8>>,
 }
 
 /// Indexes the request at `spool` (plain or gzipped tar). A gzip body is first decompressed,
@@ -69,6 +71,7 @@ pub(crate) fn index(
         buf: vec![0; 64 * 1024],
         nodes: BTreeMap::new(),
         config: None,
+        secrets: None,
         entries: 0,
         bytes: 0,
     };
@@ -78,6 +81,7 @@ pub(crate) fn index(
     Ok(Indexed {
         spool,
         config: indexer.config.ok_or(IndexError::MissingConfig)?,
+        secrets: indexer.secrets,
         nodes: indexer.nodes,
     })
 }
@@ -138,6 +142,7 @@ struct Indexer {
     buf: Vec<u8>,
     nodes: BTreeMap<String, Node>,
     config: Option<Vec<u8>>,
+    secrets: Option<Vec<u8>>,
     entries: u64,
     bytes: u64,
 }
@@ -276,7 +281,7 @@ impl Indexer {
                 self.count_bytes(size)?;
                 self.config = Some(read_exactly(entry, size, &raw)?);
             }
-            // Reserved for sealed build secrets; read by a later stage.
+            // Sealed build secrets: opened by intake, with the builder's key.
             Some(SECRETS_NAME) if parts.len() == 1 => {
                 if !kind.is_file() || size > MAX_CONFIG_BYTES {
                     return Err(entry_error(
@@ -285,6 +290,7 @@ impl Indexer {
                     ));
                 }
                 self.count_bytes(size)?;
+                self.secrets = Some(read_exactly(entry, size, &raw)?);
             }
             Some(CONTEXT_DIR) if parts.len() == 1 && !kind.is_dir() => {
                 return Err(entry_error(&raw, "must be a directory"));

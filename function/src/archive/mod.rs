@@ -54,6 +54,8 @@ pub(crate) struct Archive {
     dirs: HashMap<String, Vec<Entry>>,
     /// The raw `com.openfaas.docker.config`.
     pub(crate) config: Vec<u8>,
+    /// The raw `com.openfaas.secrets` (sealed values), if sent.
+    pub(crate) secrets: Option<Vec<u8>>,
 }
 
 impl Archive {
@@ -87,6 +89,7 @@ impl Archive {
             nodes: indexed.nodes,
             dirs,
             config: indexed.config,
+            secrets: indexed.secrets,
         })
     }
 

@@ -60,9 +60,7 @@ impl Secrets for SecretsService {
     ) -> Result<Response<GetSecretResponse>, Status> {
         let id = &req.get_ref().id;
         match self.secrets.get(id) {
-            Some(data) => Ok(Response::new(GetSecretResponse {
-                data: data.to_vec(),
-            })),
+            Some(data) => Ok(Response::new(GetSecretResponse { data: data.clone() })),
             None => Err(Status::not_found(format!("secret {id:?} not found"))),
         }
     }
