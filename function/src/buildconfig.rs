@@ -16,6 +16,10 @@ pub(crate) struct BuildConfig {
     pub(crate) platforms: Vec<String>,
     /// Build without pushing.
     pub(crate) skip_push: bool,
+    /// Cache refs to import (`cache.from`).
+    pub(crate) cache_from: Vec<String>,
+    /// The cache ref to export to (`cache.to`).
+    pub(crate) cache_to: Option<String>,
     /// Fields this builder does not know, listed in the log (forward compatibility).
     pub(crate) unknown_fields: Vec<String>,
 }
@@ -36,7 +40,10 @@ impl BuildConfig {
                 _ => BuildError::bad_request(format!("{path}: {inner}")),
             }
         })?;
+        let cache = raw.cache.unwrap_or_default();
         let config = Self {
+            cache_from: cache.from,
+            cache_to: cache.to.filter(|to| !to.is_empty()),
             image: raw.image.filter(|image| !image.is_empty()),
             build_args: raw.build_args.unwrap_or_default(),
             platforms: raw.platforms.unwrap_or_default(),
@@ -63,6 +70,19 @@ impl BuildConfig {
                 )));
             }
         }
+        let cache_refs = config
+            .cache_from
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("cache.from[{i}]"), r))
+            .chain(config.cache_to.iter().map(|r| ("cache.to".to_owned(), r)));
+        for (field, reference) in cache_refs {
+            if !valid_reference(reference) {
+                return Err(BuildError::bad_request(format!(
+                    "{field}: invalid reference {reference:?}"
+                )));
+            }
+        }
         for name in config.build_args.keys() {
             if name.is_empty() || name.contains(['=', '\0']) {
                 return Err(BuildError::bad_request(format!(
@@ -71,6 +91,14 @@ impl BuildConfig {
             }
         }
         Ok(config)
+    }
+
+    /// Every cache ref the config names.
+    pub(crate) fn cache_refs(&self) -> impl Iterator<Item = &str> {
+        self.cache_from
+            .iter()
+            .chain(self.cache_to.iter())
+            .map(String::as_str)
     }
 
     /// The repository of the image, without tag: the session shared key's scope.
@@ -87,7 +115,7 @@ impl BuildConfig {
 
 /// Docker's reference grammar, as far as a push needs it: `[host[:port]/]path[:tag]`, path
 /// components lowercase alphanumerics with single separators, tag up to 128 word chars.
-fn valid_reference(image: &str) -> bool {
+pub(crate) fn valid_reference(image: &str) -> bool {
     if image.len() > 255 || image.contains('@') {
         return false;
     }

@@ -11,6 +11,7 @@
 mod archive;
 mod build;
 mod buildconfig;
+mod cache;
 mod error;
 mod intake;
 mod policy;

@@ -114,6 +114,14 @@ pub(crate) enum PolicyError {
         /// The setting's value.
         allowed: String,
     },
+    /// A cache ref is outside `allowed_image_prefixes`.
+    #[error("cache ref {reference:?} is outside allowed_image_prefixes ({allowed})")]
+    CacheRef {
+        /// The ref.
+        reference: String,
+        /// The setting's value.
+        allowed: String,
+    },
     /// `tenant_from=header:<name>` and the request's header is missing or unusable (400).
     #[error("tenant_from=header:{header}: {why}")]
     TenantHeader {
@@ -163,6 +171,18 @@ impl Policy {
             {
                 return Err(PolicyError::Image {
                     image: image.to_owned(),
+                    allowed: self.image_prefixes.join(","),
+                });
+            }
+            // A cache ref reads or writes layers: it stays where images may go.
+            if let Some(reference) = config.cache_refs().find(|r| {
+                !self
+                    .image_prefixes
+                    .iter()
+                    .any(|p| r.starts_with(p.as_str()))
+            }) {
+                return Err(PolicyError::CacheRef {
+                    reference: reference.to_owned(),
                     allowed: self.image_prefixes.join(","),
                 });
             }

@@ -12,8 +12,8 @@ use openfaas_runtime::{Body, Response};
 use tokio::sync::mpsc;
 
 use crate::intake::Prepared;
-use crate::run::run;
-use crate::wire::{Report, Status};
+use crate::run::{run, Ran};
+use crate::wire::{Report, Status, Steps};
 use crate::{BuildError, Builder};
 
 /// Most log lines a JSON answer carries: the last ones, where a failure's output is. A build
@@ -29,8 +29,8 @@ pub(crate) struct Answer {
 impl Answer {
     /// The answer for a request refused before its build started.
     pub(crate) fn refused(&self, err: &BuildError) -> Response {
-        log_outcome(&self.call_id, "", "", 0, self.started, Err(err));
-        error_response(err, Vec::new(), "", self)
+        log_outcome(&self.call_id, "", "", 0, self.started, None, Err(err));
+        error_response(err, Vec::new(), "", None, self)
     }
 
     /// Builds, then answers with one JSON object holding the (last lines of the) log.
@@ -39,31 +39,37 @@ impl Answer {
         let tenant = prepared.decision.tenant.clone();
         let bytes_in = prepared.bytes_in;
         let mut tail = LogTail::default();
-        let result = run(builder, prepared, |batch| {
+        let ran = run(builder, prepared, |batch| {
             tail.extend(batch);
             std::future::ready(true)
         })
         .await
-        .unwrap_or_else(|| {
-            Err(BuildError::Internal {
+        .unwrap_or_else(|| Ran {
+            result: Err(BuildError::Internal {
                 message: "the build stopped without an outcome".to_owned(),
-            })
+            }),
+            steps: None,
         });
         let log = tail.into_lines();
-        let outcome = result.as_ref().map(|_| ());
+        let outcome = ran.result.as_ref().map(|_| ());
         log_outcome(
             &self.call_id,
             &image,
             &tenant,
             bytes_in,
             self.started,
+            ran.steps,
             outcome,
         );
-        match result {
-            Ok(outcome) => {
-                openfaas_runtime::json(StatusCode::OK, &success(log, image, outcome, self.started))
-            }
-            Err(err) => error_response(&err, log, &image, &self),
+        match ran.result {
+            Ok(outcome) => openfaas_runtime::json(
+                StatusCode::OK,
+                &Report {
+                    steps: ran.steps,
+                    ..success(log, image, outcome, self.started)
+                },
+            ),
+            Err(err) => error_response(&err, log, &image, ran.steps, &self),
         }
     }
 
@@ -88,18 +94,28 @@ impl Answer {
                 async move { body_tx.send(Ok(ndjson_line(&report))).await.is_ok() }
             };
             // None: the client went away, and dropping the build cancelled it.
-            let Some(result) = run(&builder, prepared, sink).await else {
+            let Some(ran) = run(&builder, prepared, sink).await else {
                 return;
             };
-            let outcome = result.as_ref().map(|_| ());
-            log_outcome(&self.call_id, &image, &tenant, bytes_in, started, outcome);
-            let last = match result {
+            let outcome = ran.result.as_ref().map(|_| ());
+            log_outcome(
+                &self.call_id,
+                &image,
+                &tenant,
+                bytes_in,
+                started,
+                ran.steps,
+                outcome,
+            );
+            let last = match ran.result {
                 Ok(outcome) => Report {
                     log: None,
+                    steps: ran.steps,
                     ..success(Vec::new(), image, outcome, started)
                 },
                 Err(err) => Report {
                     log: None,
+                    steps: ran.steps,
                     ..failure(&err, Vec::new(), &image, &self)
                 },
             };
@@ -184,11 +200,22 @@ fn failure(err: &BuildError, log: Vec<String>, image: &str, answer: &Answer) -> 
         error: Some(error),
         duration: secs(answer.started),
         digest: None,
+        steps: None,
     }
 }
 
-fn error_response(err: &BuildError, log: Vec<String>, image: &str, answer: &Answer) -> Response {
-    let mut resp = openfaas_runtime::json(err.status(), &failure(err, log, image, answer));
+fn error_response(
+    err: &BuildError,
+    log: Vec<String>,
+    image: &str,
+    steps: Option<Steps>,
+    answer: &Answer,
+) -> Response {
+    let report = Report {
+        steps,
+        ..failure(err, log, image, answer)
+    };
+    let mut resp = openfaas_runtime::json(err.status(), &report);
     if let Some(secs) = err.retry_after() {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -221,9 +248,11 @@ fn log_outcome(
     tenant: &str,
     bytes_in: u64,
     started: Instant,
+    steps: Option<Steps>,
     result: Result<(), &BuildError>,
 ) {
     let duration = secs(started);
+    let Steps { total, cached } = steps.unwrap_or_default();
     match result {
         Ok(()) => tracing::info!(
             call_id = %call_id,
@@ -232,6 +261,8 @@ fn log_outcome(
             status = "success",
             duration,
             bytes_in,
+            steps = total,
+            cached,
             "build"
         ),
         Err(err) => tracing::warn!(
@@ -243,6 +274,8 @@ fn log_outcome(
             error = %err,
             duration,
             bytes_in,
+            steps = total,
+            cached,
             "build"
         ),
     }

@@ -4,25 +4,30 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use buildkit::{BuildOutcome, BuildRequest, DockerConfig, Output, SourceTree};
+use std::collections::HashSet;
+
+use buildkit::{BuildOutcome, BuildRequest, DockerConfig, Event, Output, SourceTree};
 use tokio::sync::mpsc;
 
 use crate::intake::Prepared;
 use crate::respond::line;
+use crate::wire::Steps;
 use crate::{BuildError, Builder};
 
 /// Progress events and log lines queued between the build and the response; a slow reader holds
 /// the build's status stream back rather than growing a queue.
 const QUEUE: usize = 256;
 
+/// What a build came to: its outcome, and its steps once it reached BuildKit.
+pub(crate) struct Ran {
+    pub(crate) result: Result<BuildOutcome, BuildError>,
+    pub(crate) steps: Option<Steps>,
+}
+
 /// Runs the build of `prepared`, handing each batch of new log lines to `sink` while it runs.
 /// Returns `None` when `sink` says the reader went away: the build is then dropped, which
 /// cancels it on the daemon.
-pub(crate) async fn run<S, F>(
-    builder: &Builder,
-    prepared: Prepared,
-    mut sink: S,
-) -> Option<Result<BuildOutcome, BuildError>>
+pub(crate) async fn run<S, F>(builder: &Builder, prepared: Prepared, mut sink: S) -> Option<Ran>
 where
     S: FnMut(Vec<String>) -> F,
     F: Future<Output = bool>,
@@ -49,15 +54,57 @@ where
     Some(result)
 }
 
+/// Counts the Dockerfile steps of a build as their events pass.
+#[derive(Default)]
+struct StepCounter {
+    seen: HashSet<String>,
+    cached: HashSet<String>,
+}
+
+impl StepCounter {
+    fn observe(&mut self, event: &Event) {
+        let (digest, name, cached) = match event {
+            Event::VertexStarted { digest, name, .. }
+            | Event::VertexCompleted { digest, name, .. }
+            | Event::VertexFailed { digest, name, .. } => (digest, name, false),
+            Event::VertexCached { digest, name, .. } => (digest, name, true),
+            _ => return,
+        };
+        // The Dockerfile frontend names its steps `[2/3] RUN …` or `[stage 1/2] FROM …`.
+        if !name.starts_with('[') || name.starts_with("[internal]") {
+            return;
+        }
+        self.seen.insert(digest.clone());
+        if cached {
+            self.cached.insert(digest.clone());
+        }
+    }
+
+    fn steps(&self) -> Steps {
+        let count = |set: &HashSet<String>| u32::try_from(set.len()).unwrap_or(u32::MAX);
+        Steps {
+            total: count(&self.seen),
+            cached: count(&self.cached),
+        }
+    }
+}
+
 /// The lines already queued, without waiting for more.
 fn drain(lines: &mut mpsc::Receiver<String>) -> Vec<String> {
     std::iter::from_fn(|| lines.try_recv().ok()).collect()
 }
 
-async fn build(
+async fn build(builder: &Builder, prepared: Prepared, lines: mpsc::Sender<String>) -> Ran {
+    let mut steps = None;
+    let result = build_counting(builder, prepared, lines, &mut steps).await;
+    Ran { result, steps }
+}
+
+async fn build_counting(
     builder: &Builder,
     prepared: Prepared,
     lines: mpsc::Sender<String>,
+    steps: &mut Option<Steps>,
 ) -> Result<BuildOutcome, BuildError> {
     let config = &prepared.config;
     if !config.unknown_fields.is_empty() {
@@ -91,6 +138,21 @@ async fn build(
     request.registry_auth = Arc::new(registry_auth);
     request.frontend_attrs = prepared.decision.attrs.clone();
     request.secrets = prepared.secrets.clone();
+    request.cache = crate::cache::plan(
+        config,
+        &prepared.decision.tenant,
+        builder.settings.cache_repository.as_deref(),
+    );
+    request.insecure_registries = builder.settings.insecure_registries.clone();
+    if let Some(to) = request.cache.export.as_ref() {
+        if matches!(builder.settings.buildkit, buildkit::Address::Docker(_)) {
+            let _ = lines
+                .send(line(&format!(
+                    "cache: a Docker Engine exports only the inline cache, so the cache travels in the pushed image, not in {to}"
+                )))
+                .await;
+        }
+    }
     // One key per tenant (by default the image repository): a rebuild of a function sends only
     // what changed, and no two tenants share a base. Safe because the index derives each file's
     // mtime nanoseconds from its content.
@@ -99,17 +161,20 @@ async fn build(
     let (events, mut events_rx) = mpsc::channel(QUEUE);
     let rendered = lines.clone();
     let forward = tokio::spawn(async move {
+        let mut counter = StepCounter::default();
         while let Some(event) = events_rx.recv().await {
+            counter.observe(&event);
             if let Some(text) = buildkit::render(&event) {
                 if rendered.send(text).await.is_err() {
                     break;
                 }
             }
         }
+        counter.steps()
     });
     let timeout = builder.settings.build_timeout;
     let result = tokio::time::timeout(timeout, client.build(request, events)).await;
-    let _ = forward.await;
+    *steps = forward.await.ok();
     let (files, bytes) = prepared.archive.sent();
     let _ = lines
         .send(line(&format!("context: sent {files} files, {bytes} bytes")))

@@ -41,6 +41,13 @@ pub struct Settings {
     /// `/var/secrets/buildkit/key`, where OpenFaaS Pro's chart mounts it, when that file exists).
     /// Read once at start: a rotated key needs a restart.
     pub secrets_key: Option<OpeningKey>,
+    /// The registry cache every build with an image imports and exports when its config names
+    /// none (`cache_repository`, e.g. `registry.example.com/cache/{repository}`; `{tenant}`
+    /// too). Unset: no default cache.
+    pub cache_repository: Option<String>,
+    /// Registries (`host[:port]`) buildkitd reaches over plain HTTP or unverified TLS for the
+    /// push and the cache (`insecure_registries`).
+    pub insecure_registries: Vec<String>,
     /// Where each request's body and context are unpacked (`work_dir`), default the system's
     /// temp dir; each request's dir is removed when it ends.
     pub work_dir: PathBuf,
@@ -115,8 +122,22 @@ impl Settings {
             ),
             _ => None,
         };
+        let cache_repository = get("cache_repository").filter(|v| !v.trim().is_empty());
+        if let Some(template) = &cache_repository {
+            let sample = crate::cache::expand(template.trim(), "acme/fn", "acme");
+            if !crate::buildconfig::valid_reference(&sample) {
+                return Err(err(
+                    "cache_repository",
+                    format!("{template:?} does not make a valid image reference (e.g. {sample:?})"),
+                ));
+            }
+        }
         Ok(Self {
             secrets_key,
+            cache_repository: cache_repository.map(|v| v.trim().to_owned()),
+            insecure_registries: get("insecure_registries")
+                .map(|v| list(&v))
+                .unwrap_or_default(),
             payload_secret_path: get("payload_secret_path")
                 .unwrap_or_else(|| "/var/openfaas/secrets/payload-secret".to_owned())
                 .into(),

@@ -22,6 +22,9 @@ pub struct Config {
     /// Dockerfile `ARG`s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_args: Option<BTreeMap<String, String>>,
+    /// The registry layer cache: refs to import from, and one to export to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheConfig>,
     /// The image reference to push (or only tag, with `skip_push`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -34,6 +37,18 @@ pub struct Config {
     /// Fields this version does not know: kept, so the builder can list them in the log.
     #[serde(flatten, skip_serializing)]
     pub unknown: BTreeMap<String, serde_json::Value>,
+}
+
+/// `"cache": {"from": ["ref", …], "to": "ref"}` of a config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Cache refs to import.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<String>,
+    /// The cache ref to export to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }
 
 /// Where a build stands, in an answer.
@@ -73,6 +88,19 @@ pub struct Report {
     /// The pushed manifest's digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// How many Dockerfile steps the build had and how many came from the cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Steps>,
+}
+
+/// A build's Dockerfile steps (`[2/3] RUN …`), not BuildKit's own (`[internal] …`, exporting,
+/// pushing): how many there were and how many came from the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Steps {
+    /// Steps the build had.
+    pub total: u32,
+    /// Of those, steps whose result came from the cache.
+    pub cached: u32,
 }
 
 #[cfg(test)]

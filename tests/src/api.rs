@@ -49,6 +49,8 @@ pub fn settings(bed: &Bed, dir: &Path) -> Settings {
         work_dir: dir.join("work"),
         policy: handler::Policy::default(),
         secrets_key: None,
+        cache_repository: None,
+        insecure_registries: Vec::new(),
     }
 }
 

@@ -121,6 +121,14 @@ async fn images_outside_the_allowed_prefixes_are_refused_before_buildkit() {
     );
     let (status, json) = build(&server, &format!(r#"{{"image":"{inside}fn:1"}}"#), &df).await;
     assert_eq!(status, 200, "{json:#}");
+    // A cache ref reads and writes layers: it stays inside the prefixes too.
+    let config = format!(r#"{{"image":"{inside}fn:1","cache":{{"from":["{outside}"]}}}}"#);
+    let (status, json) = build(&server, &config, &df).await;
+    assert_eq!(status, 403, "{json:#}");
+    assert_eq!(
+        json["error"],
+        format!("cache ref \"{outside}\" is outside allowed_image_prefixes ({inside})")
+    );
 }
 
 #[tokio::test]

@@ -50,4 +50,4 @@ pub use fs::patterns::{parse_dockerignore, Filter, PatternError, Verdict};
 pub use fs::{DirTree, Entry, EntryKind, SourceTree};
 pub use progress::Event;
 pub use render::render;
-pub use solve::{BuildOutcome, BuildRequest, NetworkMode, Output};
+pub use solve::{BuildOutcome, BuildRequest, Cache, NetworkMode, Output};

@@ -123,7 +123,7 @@ fn split_tag(image: &str) -> (&str, &str) {
 }
 
 /// The registry host of an image reference, as Docker names it (Docker Hub for bare names).
-fn registry_host(image: &str) -> &str {
+pub(crate) fn registry_host(image: &str) -> &str {
     match image.split_once('/') {
         Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
         _ => "docker.io",

@@ -12,7 +12,9 @@ use tokio::task::JoinHandle;
 use crate::dockerconfig::DockerConfig;
 use crate::failure::{registry_fault, Details};
 use crate::progress::{Event, Tracker};
-use crate::proto::control::{Exporter, SolveRequest, StatusRequest};
+use crate::proto::control::{
+    CacheOptions, CacheOptionsEntry, Exporter, SolveRequest, StatusRequest,
+};
 use crate::session::{self, Services};
 use crate::{Address, BuildkitError, Client, SourceTree};
 
@@ -70,6 +72,24 @@ pub struct BuildRequest {
     /// Frontend attributes set as given, last (over build args of the same name): e.g.
     /// `cmdline`, which stops the Dockerfile frontend from forwarding to a `# syntax=` image.
     pub frontend_attrs: BTreeMap<String, String>,
+    /// The registry layer cache to import and export.
+    pub cache: Cache,
+    /// Registries (`host[:port]`) reached over plain HTTP or unverified TLS by buildkitd's
+    /// image exporter and cache (`registry.insecure=true`); a Docker Engine goes by its own
+    /// `insecure-registries`.
+    pub insecure_registries: Vec<String>,
+}
+
+/// A build's registry layer cache.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cache {
+    /// Cache refs to import (`type=registry`), on every daemon.
+    pub import: Vec<String>,
+    /// The ref to export the cache to. On buildkitd: `type=registry` with `mode=max` (every
+    /// stage's layers) and `ignore-error=true` (a failed cache export never fails the build).
+    /// A Docker Engine's BuildKit exports only the `inline` cache: there the cache travels in
+    /// the pushed image, so the image itself is imported too.
+    pub export: Option<String>,
 }
 
 impl BuildRequest {
@@ -87,6 +107,8 @@ impl BuildRequest {
             registry_auth: Arc::new(DockerConfig::default()),
             secrets: HashMap::new(),
             frontend_attrs: BTreeMap::new(),
+            cache: Cache::default(),
+            insecure_registries: Vec::new(),
         }
     }
 }
@@ -201,6 +223,17 @@ fn solve_request(
     for (name, value) in &req.frontend_attrs {
         attrs.insert(name.clone(), value.clone());
     }
+    let insecure = |reference: &str| {
+        req.insecure_registries
+            .iter()
+            .any(|host| crate::push::registry_host(reference) == host)
+    };
+    let with_insecure = |mut attrs: HashMap<String, String>, reference: &str| {
+        if insecure(reference) {
+            attrs.insert("registry.insecure".to_owned(), "true".to_owned());
+        }
+        attrs
+    };
     let exporter = match (&req.output, is_docker) {
         // A Docker Engine's own image store; its push goes through the Engine API afterwards.
         (Output::Push(image) | Output::Tag(image), true) => Some(Exporter {
@@ -209,10 +242,13 @@ fn solve_request(
         }),
         (Output::Push(image), false) => Some(Exporter {
             r#type: "image".to_owned(),
-            attrs: HashMap::from([
-                ("name".to_owned(), image.clone()),
-                ("push".to_owned(), "true".to_owned()),
-            ]),
+            attrs: with_insecure(
+                HashMap::from([
+                    ("name".to_owned(), image.clone()),
+                    ("push".to_owned(), "true".to_owned()),
+                ]),
+                image,
+            ),
         }),
         (Output::Tag(image), false) => Some(Exporter {
             r#type: "image".to_owned(),
@@ -223,6 +259,61 @@ fn solve_request(
         }),
         (Output::Discard, _) => None,
     };
+    let registry_cache = |reference: &str, extra: &[(&str, &str)]| CacheOptionsEntry {
+        r#type: "registry".to_owned(),
+        attrs: with_insecure(
+            std::iter::once(("ref".to_owned(), reference.to_owned()))
+                .chain(
+                    extra
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+                )
+                .collect(),
+            reference,
+        ),
+    };
+    let mut imports: Vec<CacheOptionsEntry> = Vec::new();
+    let mut exports = Vec::new();
+    match (&req.cache.export, is_docker, &req.output) {
+        (None, _, _) => {}
+        (Some(_), true, output) => {
+            exports.push(CacheOptionsEntry {
+                r#type: "inline".to_owned(),
+                attrs: HashMap::new(),
+            });
+            if let Output::Push(image) = output {
+                imports.push(registry_cache(image, &[]));
+            }
+        }
+        (Some(reference), false, _) => exports.push(registry_cache(
+            reference,
+            &[("mode", "max"), ("ignore-error", "true")],
+        )),
+    }
+    // On a Docker Engine nothing is ever exported to the export ref: importing it only costs a
+    // registry round trip.
+    let never_written = req.cache.export.as_ref().filter(|_| is_docker);
+    for reference in &req.cache.import {
+        if Some(reference) != never_written
+            && !imports
+                .iter()
+                .any(|i| i.attrs.get("ref") == Some(reference))
+        {
+            imports.push(registry_cache(reference, &[]));
+        }
+    }
+    if !imports.is_empty() {
+        // The Dockerfile frontend reads its imports from this attribute, as BuildKit's own
+        // client sets it: `[{"Type":"registry","Attrs":{"ref":…}}]`.
+        let json: Vec<serde_json::Value> = imports
+            .iter()
+            .map(|i| serde_json::json!({ "Type": i.r#type, "Attrs": i.attrs }))
+            .collect();
+        attrs.insert(
+            "cache-imports".to_owned(),
+            serde_json::Value::Array(json).to_string(),
+        );
+    }
     SolveRequest {
         r#ref: build_ref.to_owned(),
         session: session_id.to_owned(),
@@ -238,6 +329,8 @@ fn solve_request(
             .map(|e| e.attrs.clone())
             .unwrap_or_default(),
         exporters: exporter.into_iter().collect(),
+        cache: (!exports.is_empty() || !imports.is_empty())
+            .then_some(CacheOptions { exports, imports }),
         ..SolveRequest::default()
     }
 }
@@ -413,5 +506,86 @@ fn solve_error(
         message: status.message().to_owned(),
         step,
         output,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(output: Output, cache: Cache, insecure: &[&str]) -> BuildRequest {
+        let mut req = BuildRequest::new(Arc::new(crate::DirTree::new("/nonexistent")), output);
+        req.cache = cache;
+        req.insecure_registries = insecure.iter().map(|s| (*s).to_owned()).collect();
+        req
+    }
+
+    fn entry(kind: &str, attrs: &[(&str, &str)]) -> CacheOptionsEntry {
+        CacheOptionsEntry {
+            r#type: kind.to_owned(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn buildkitd_exports_a_max_registry_cache_that_cannot_fail_the_build() {
+        let cache = Cache {
+            import: vec!["edge:5000/c/app:1".into()],
+            export: Some("edge:5000/c/app:1".into()),
+        };
+        let req = request(
+            Output::Push("edge:5000/app:1".into()),
+            cache,
+            &["edge:5000"],
+        );
+        let solve = solve_request(&req, "ref", "session", false);
+        let cache = solve.cache.unwrap();
+        let insecure = ("registry.insecure", "true");
+        assert_eq!(
+            cache.exports,
+            [entry(
+                "registry",
+                &[
+                    ("ref", "edge:5000/c/app:1"),
+                    ("mode", "max"),
+                    ("ignore-error", "true"),
+                    insecure
+                ]
+            )]
+        );
+        assert_eq!(
+            cache.imports,
+            [entry("registry", &[("ref", "edge:5000/c/app:1"), insecure])]
+        );
+        assert_eq!(solve.exporter_attrs_deprecated["registry.insecure"], "true");
+        let imports: serde_json::Value =
+            serde_json::from_str(&solve.frontend_attrs["cache-imports"]).unwrap();
+        assert_eq!(imports[0]["Type"], "registry");
+        assert_eq!(imports[0]["Attrs"]["ref"], "edge:5000/c/app:1");
+    }
+
+    #[test]
+    fn a_docker_engine_exports_inline_and_imports_the_image_itself() {
+        let cache = Cache {
+            import: vec!["r.example/c/app:1".into(), "r.example/other:1".into()],
+            export: Some("r.example/c/app:1".into()),
+        };
+        let req = request(Output::Push("r.example/app:1".into()), cache, &[]);
+        let cache = solve_request(&req, "ref", "session", true).cache.unwrap();
+        assert_eq!(cache.exports, [entry("inline", &[])]);
+        assert_eq!(
+            cache.imports,
+            [
+                entry("registry", &[("ref", "r.example/app:1")]),
+                entry("registry", &[("ref", "r.example/other:1")])
+            ]
+        );
+        let none = request(Output::Discard, Cache::default(), &[]);
+        let solve = solve_request(&none, "ref", "session", true);
+        assert_eq!(solve.cache, None);
+        assert!(!solve.frontend_attrs.contains_key("cache-imports"));
     }
 }
