@@ -3,8 +3,10 @@
 
 mod callback;
 mod display;
+mod keygen;
 mod layout;
 mod pack;
+mod secrets;
 mod serve;
 mod spool;
 mod stack;
@@ -31,7 +33,8 @@ use layout::{Layout, Links};
   function-builder serve                       # the builder on 127.0.0.1:8080, local Docker Engine
   function-builder build ./ctx --image 127.0.0.1:5000/fn:dev
   function-builder build -f stack.yml --function fn
-  function-builder pack ./ctx --image reg.example.com/fn:1 -o req.tar"
+  function-builder pack ./ctx --image reg.example.com/fn:1 -o req.tar
+  function-builder keygen --out build-secrets.key > publickey.json"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -44,12 +47,15 @@ enum Command {
     #[command(after_help = "Examples:
   function-builder serve
   function-builder serve --port 8081 --network none --secret-file payload.txt
-  function-builder serve --buildkit unix:///run/buildkit/buildkitd.sock")]
+  function-builder serve --buildkit unix:///run/buildkit/buildkitd.sock
+  function-builder serve --build-secrets-key build-secrets.key")]
     Serve(serve::ServeArgs),
     /// Write the build request tar for a folder with a Dockerfile, or a stack.yml function.
     #[command(after_help = "Examples:
   function-builder pack ./ctx --image reg.example.com/fn:1 -o req.tar
   function-builder pack -f stack.yml --function fn -o req.tar
+  function-builder pack ./ctx --image reg.example.com/fn:1 -o req.tar \\
+    --build-secret npmrc=@$HOME/.npmrc --builder-public-key publickey.json
   curl -sS http://127.0.0.1:8080/build --data-binary @req.tar \\
     -H \"X-Build-Signature: sha256=$(openssl dgst -sha256 -hmac \"$SECRET\" req.tar | cut -d' ' -f2)\"")]
     Pack {
@@ -65,6 +71,7 @@ enum Command {
   export OPENFAAS_REMOTE_BUILDER=http://127.0.0.1:8080/build OPENFAAS_PAYLOAD_SECRET=payload.txt
   function-builder build ./ctx --image 127.0.0.1:5000/fn:dev --build-arg VERSION=1
   function-builder build -f stack.yml --function fn --platform linux/amd64 --platform linux/arm64
+  function-builder build ./ctx --image 127.0.0.1:5000/fn:dev --build-secret token=@token.txt
   function-builder build ./ctx --image reg.example.com/fn:1 --async --wait \\
     --url https://gw.example.com/function/function-builder.openfaas-system/build")]
     Build {
@@ -92,6 +99,12 @@ enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         progress: display::Progress,
     },
+    /// Make a key pair for sealed build secrets: the private key into a new file for the
+    /// builder, the public key (as the builder's GET /publickey answers it) on stdout.
+    #[command(after_help = "Examples:
+  function-builder keygen --out build-secrets.key > publickey.json
+  function-builder serve --build-secrets-key build-secrets.key")]
+    Keygen(keygen::KeygenArgs),
 }
 
 /// Through the gateway's queue: `--url` is a gateway URL such as
@@ -140,6 +153,15 @@ struct RequestArgs {
     /// Build without pushing.
     #[arg(long)]
     skip_push: bool,
+    #[command(flatten)]
+    secrets: secrets::SecretArgs,
+}
+
+/// What the request arguments name: the context, the config, and the build secrets to seal.
+struct Request {
+    layout: Layout,
+    config: pack::Config,
+    build_secrets: secrets::Values,
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -149,14 +171,15 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 impl RequestArgs {
-    /// The context and the request config these arguments name.
-    fn resolve(&self) -> Result<(Layout, pack::Config)> {
+    /// The context, request config and build secrets these arguments name.
+    fn resolve(&self) -> Result<Request> {
         let mut config = pack::Config {
             image: self.image.clone(),
             build_args: BTreeMap::new(),
             platforms: self.platforms.clone(),
             skip_push: self.skip_push,
         };
+        let mut stack_secrets = BTreeMap::new();
         let layout = match (&self.dir, &self.yaml) {
             (Some(dir), _) => {
                 let mut layout = Layout::new();
@@ -178,6 +201,7 @@ impl RequestArgs {
                 if config.platforms.is_empty() {
                     config.platforms = function.platforms;
                 }
+                stack_secrets = function.build_secrets;
                 function.layout
             }
             (None, None) => bail!("give a folder with a Dockerfile, or -f stack.yml"),
@@ -186,7 +210,12 @@ impl RequestArgs {
         if config.image.is_none() && !config.skip_push {
             bail!("--image is required unless --skip-push is given");
         }
-        Ok((layout, config))
+        let build_secrets = self.secrets.values(&stack_secrets)?;
+        Ok(Request {
+            layout,
+            config,
+            build_secrets,
+        })
     }
 }
 
@@ -221,10 +250,18 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Pack { request, output } => {
-            let (layout, config) = request.resolve()?;
+            let Request {
+                layout,
+                config,
+                build_secrets,
+            } = request.resolve()?;
+            // Sealed before the output is created: a missing key leaves no file behind.
+            let sealed = request.secrets.seal(&build_secrets, None).await?;
+            drop(build_secrets);
             let file = std::fs::File::create(&output)
                 .with_context(|| format!("writing {}", output.display()))?;
-            let mut file = pack::pack(&layout, &config, std::io::BufWriter::new(file))?;
+            let out = std::io::BufWriter::new(file);
+            let mut file = pack::pack(&layout, &config, sealed.as_deref(), out)?;
             file.flush()
                 .with_context(|| format!("writing {}", output.display()))?;
             Ok(())
@@ -246,8 +283,16 @@ async fn run(cli: Cli) -> Result<()> {
             let target = transport::Target { url, cacert };
             let secret = std::fs::read_to_string(&secret_file)
                 .with_context(|| format!("reading the payload secret {}", secret_file.display()))?;
-            let (layout, config) = request.resolve()?;
-            let spooled = tokio::task::block_in_place(|| spool::spool(&layout, &config, &secret))?;
+            let Request {
+                layout,
+                config,
+                build_secrets,
+            } = request.resolve()?;
+            let sealed = request.secrets.seal(&build_secrets, Some(&target)).await?;
+            drop(build_secrets);
+            let spooled = tokio::task::block_in_place(|| {
+                spool::spool(&layout, &config, sealed.as_deref(), &secret)
+            })?;
             let mut display = display::Display::new(progress);
             display.pushes(config.image.clone().filter(|_| !config.skip_push));
             let outcome = if queue.queued {
@@ -268,9 +313,13 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(digest) = outcome.digest {
                 println!("digest: {digest}");
             }
+            if let Some(steps) = outcome.steps {
+                println!("steps: {} ({} cached)", steps.total, steps.cached);
+            }
             Ok(())
         }
         Command::Serve(args) => serve::serve(args).await,
+        Command::Keygen(args) => keygen::keygen(args),
     }
 }
 

@@ -1,7 +1,8 @@
 //! `pack`: the build request tar from a context [`Layout`], byte-for-byte stable: entries in byte
 //! order, owners 0:0, one fixed mtime, modes 0644/0755, the context's `.dockerignore` applied
 //! here to send less (never the Dockerfile or the `.dockerignore` itself, as with the Docker
-//! CLI). The tar streams into any writer, so a large context never sits in memory.
+//! CLI). Sealed build secrets, when there are any, come last as `com.openfaas.secrets`, where
+//! faas-cli puts them. The tar streams into any writer, so a large context never sits in memory.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -41,9 +42,14 @@ impl Config {
     }
 }
 
-/// Writes the request tar for `layout` (which must hold a Dockerfile) and `config` to `out`;
-/// returns `out`.
-pub(crate) fn pack<W: Write>(layout: &Layout, config: &Config, out: W) -> Result<W> {
+/// Writes the request tar for `layout` (which must hold a Dockerfile), `config` and the
+/// `sealed` secrets file, if any, to `out`; returns `out`.
+pub(crate) fn pack<W: Write>(
+    layout: &Layout,
+    config: &Config,
+    sealed: Option<&[u8]>,
+    out: W,
+) -> Result<W> {
     if layout.file("Dockerfile").is_none() {
         bail!("the build context has no Dockerfile");
     }
@@ -68,6 +74,15 @@ pub(crate) fn pack<W: Write>(layout: &Layout, config: &Config, out: W) -> Result
         filter: &filter,
     };
     walk.dir(layout.root(), "")?;
+    if let Some(sealed) = sealed {
+        let size = sealed.len() as u64;
+        append(
+            &mut tar,
+            wire::SECRETS_NAME,
+            Kind::File(0o644, size),
+            sealed,
+        )?;
+    }
     Ok(tar.into_inner()?)
 }
 

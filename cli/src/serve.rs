@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -32,6 +32,10 @@ pub(crate) struct ServeArgs {
     /// The network of RUN steps.
     #[arg(long, value_enum, default_value_t = Network::Default)]
     network: Network,
+    /// The private key that opens sealed build secrets (as `function-builder keygen` writes it;
+    /// the builder's build_secrets_private_key_path). Its public half is served at /publickey.
+    #[arg(long, value_name = "FILE")]
+    build_secrets_key: Option<PathBuf>,
 }
 
 /// `--network`.
@@ -61,6 +65,11 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
         Network::None => buildkit::NetworkMode::None,
         Network::Default => buildkit::NetworkMode::Default,
     };
+    if let Some(path) = &args.build_secrets_key {
+        let key = handler::sealed::OpeningKey::load(path)
+            .map_err(|e| anyhow!("--build-secrets-key {e}"))?;
+        settings.secrets_key = Some(key);
+    }
     // Registered before binding, so a Ctrl-C that comes early still stops cleanly.
     let stop = stop_signal()?;
     // Bound before any secret is written or printed: a taken port leaves nothing behind.
@@ -70,6 +79,12 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("listening on {addr}"))?;
     let secret = SecretFile::prepare(args.secret_file)?;
     settings.payload_secret_path = secret.path().to_owned();
+    if let Some(key) = &settings.secrets_key {
+        println!(
+            "build secrets open with key {}; its public key is at http://{addr}/publickey",
+            key.public().key_id
+        );
+    }
     let builder = handler::Builder::new(settings);
     println!("builder listening on http://{addr}/build (BuildKit: {buildkit})");
     let handler = openfaas_runtime::handler_fn(move |req| {
@@ -129,7 +144,8 @@ impl SecretFile {
             Some(path) if path.exists() => Ok(Self::Named(path)),
             Some(path) => {
                 let secret = generate_secret()?;
-                write_new_secret(&path, &secret)?;
+                write_private_file(&path, secret.as_bytes())
+                    .with_context(|| format!("writing the payload secret to {}", path.display()))?;
                 println!(
                     "payload secret (generated into {}): {secret}",
                     path.display()
@@ -166,16 +182,16 @@ impl SecretFile {
     }
 }
 
-/// Writes `secret` into a new file only its owner can read.
-fn write_new_secret(path: &Path, secret: &str) -> Result<()> {
+/// Writes `content` into a new file only its owner can read; an existing file is an
+/// `AlreadyExists` error, left as it is.
+pub(crate) fn write_private_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .and_then(|mut file| file.write_all(secret.as_bytes()))
-        .with_context(|| format!("writing the payload secret to {}", path.display()))
+        .and_then(|mut file| file.write_all(content).and_then(|()| file.sync_all()))
 }
 
 /// 32 bytes from the OS's random source, as hex.

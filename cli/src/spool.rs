@@ -25,16 +25,21 @@ pub(crate) struct Spooled {
     pub(crate) signature: String,
 }
 
-/// Packs `layout` and `config` into a temp file, signing with the trimmed `secret` as every
-/// Builder API client does.
-pub(crate) fn spool(layout: &Layout, config: &Config, secret: &str) -> Result<Spooled> {
+/// Packs `layout`, `config` and the `sealed` secrets file into a temp file, signing with the
+/// trimmed `secret` as every Builder API client does.
+pub(crate) fn spool(
+    layout: &Layout,
+    config: &Config,
+    sealed: Option<&[u8]>,
+    secret: &str,
+) -> Result<Spooled> {
     let file = tempfile::tempfile().context("creating a temp file for the request")?;
     let writer = Signer {
         inner: io::BufWriter::new(file),
         mac: Hmac::<Sha256>::new_from_slice(secret.trim().as_bytes()).expect("any key length"),
         len: 0,
     };
-    let signer = pack::pack(layout, config, writer)?;
+    let signer = pack::pack(layout, config, sealed, writer)?;
     let signature = format!("sha256={}", hex::encode(signer.mac.finalize().into_bytes()));
     let mut file = signer
         .inner
@@ -104,7 +109,8 @@ mod tests {
             platforms: Vec::new(),
             skip_push: false,
         };
-        let spooled = spool(&layout, &config, "  s3cret\n").unwrap();
+        let sealed = Some(&b"version: v1\n"[..]);
+        let spooled = spool(&layout, &config, sealed, "  s3cret\n").unwrap();
         let (len, signature) = (spooled.len, spooled.signature.clone());
         let bytes = spooled.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(bytes.len() as u64, len);
@@ -114,7 +120,7 @@ mod tests {
             signature,
             format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
         );
-        let in_memory = pack::pack(&layout, &config, Vec::new()).unwrap();
+        let in_memory = pack::pack(&layout, &config, sealed, Vec::new()).unwrap();
         assert_eq!(&bytes[..], &in_memory[..]);
     }
 }

@@ -2,9 +2,10 @@
 //! in `build/<name>/`: the template folder, the handler over the template's handler folder
 //! (without its `build` and `template` entries), then each `configuration.copy` path inside the
 //! handler folder. Symlinks are followed, as faas-cli's copy follows them. Build args are the
-//! function's `build_args` plus `ADDITIONAL_PACKAGE` from its `build_options`.
+//! function's `build_args` plus `ADDITIONAL_PACKAGE` from its `build_options`; its
+//! `build_secrets` name files whose bytes are sealed into the request.
 //!
-//! Relative paths (handler, copy, `template/`) are taken from the stack file's folder, where
+//! Relative paths (handler, copy, `template/`, `build_secrets`) are taken from the stack file's folder, where
 //! faas-cli is run from.
 
 use std::collections::BTreeMap;
@@ -58,6 +59,9 @@ struct Function {
     build_args: BTreeMap<String, String>,
     #[serde(default)]
     build_options: Vec<String>,
+    /// Secret name → the file holding its value.
+    #[serde(default)]
+    build_secrets: BTreeMap<String, PathBuf>,
     #[serde(default)]
     platforms: String,
     #[serde(default)]
@@ -87,6 +91,8 @@ pub(crate) struct StackFunction {
     pub(crate) image: String,
     pub(crate) build_args: BTreeMap<String, String>,
     pub(crate) platforms: Vec<String>,
+    /// Secret name → its file, relative paths taken from the stack file's folder.
+    pub(crate) build_secrets: BTreeMap<String, PathBuf>,
 }
 
 /// Loads `function` (or the only function) of the stack file at `path`.
@@ -183,6 +189,11 @@ pub(crate) fn load(path: &Path, function: Option<&str>) -> Result<StackFunction>
         layout,
         image: f.image.clone(),
         build_args,
+        build_secrets: f
+            .build_secrets
+            .iter()
+            .map(|(name, file)| (name.clone(), base.join(file)))
+            .collect(),
         platforms: f
             .platforms
             .split(',')

@@ -15,6 +15,8 @@ use crate::transport::{Connection, Target};
 pub(crate) struct Outcome {
     pub(crate) image: String,
     pub(crate) digest: Option<String>,
+    /// Dockerfile steps, and how many came from the cache.
+    pub(crate) steps: Option<handler::wire::Steps>,
 }
 
 /// POSTs a signed request to `url` with `extra` headers; returns the response, body streaming.
@@ -84,6 +86,7 @@ pub(crate) fn outcome(result: &Report, status: http::StatusCode) -> Result<Outco
         Status::Success => Ok(Outcome {
             image: result.image.clone(),
             digest: result.digest.clone(),
+            steps: result.steps,
         }),
         _ => {
             let error = result.error.as_deref().unwrap_or("no error message");

@@ -100,6 +100,13 @@ async fn build_against_serve_succeeds_end_to_end_and_fails_clearly() {
         stdout.lines().any(|l| l.starts_with("digest: sha256:")),
         "{stdout}"
     );
+    // FROM and COPY: the builder's step report, printed.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("steps: 2 (") && l.ends_with(" cached)")),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("COPY hello.txt /hello.txt"),
         "progress lines are printed: {stdout}"

@@ -29,15 +29,20 @@ pub(crate) struct Answer {
 impl Answer {
     /// The answer for a request refused before its build started.
     pub(crate) fn refused(&self, err: &BuildError) -> Response {
-        log_outcome(&self.call_id, "", "", 0, self.started, None, Err(err));
+        log_outcome(
+            &self.call_id,
+            &Logged::default(),
+            self.started,
+            None,
+            Err(err),
+        );
         error_response(err, Vec::new(), "", None, self)
     }
 
     /// Builds, then answers with one JSON object holding the (last lines of the) log.
     pub(crate) async fn json(self, builder: &Builder, prepared: Prepared) -> Response {
-        let image = prepared.config.image.clone().unwrap_or_default();
-        let tenant = prepared.decision.tenant.clone();
-        let bytes_in = prepared.bytes_in;
+        let logged = Logged::of(&prepared);
+        let image = logged.image.clone();
         let mut tail = LogTail::default();
         let ran = run(builder, prepared, |batch| {
             tail.extend(batch);
@@ -52,15 +57,7 @@ impl Answer {
         });
         let log = tail.into_lines();
         let outcome = ran.result.as_ref().map(|_| ());
-        log_outcome(
-            &self.call_id,
-            &image,
-            &tenant,
-            bytes_in,
-            self.started,
-            ran.steps,
-            outcome,
-        );
+        log_outcome(&self.call_id, &logged, self.started, ran.steps, outcome);
         match ran.result {
             Ok(outcome) => openfaas_runtime::json(
                 StatusCode::OK,
@@ -77,9 +74,8 @@ impl Answer {
     /// they happen, then the outcome. A client that goes away cancels the build.
     pub(crate) fn ndjson(self, builder: Arc<Builder>, prepared: Prepared) -> Response {
         let (body_tx, body_rx) = mpsc::channel::<Result<Bytes, std::convert::Infallible>>(16);
-        let image = prepared.config.image.clone().unwrap_or_default();
-        let tenant = prepared.decision.tenant.clone();
-        let bytes_in = prepared.bytes_in;
+        let logged = Logged::of(&prepared);
+        let image = logged.image.clone();
         let started = self.started;
         let task = tokio::spawn(async move {
             let sink = |batch: Vec<String>| {
@@ -98,15 +94,7 @@ impl Answer {
                 return;
             };
             let outcome = ran.result.as_ref().map(|_| ());
-            log_outcome(
-                &self.call_id,
-                &image,
-                &tenant,
-                bytes_in,
-                started,
-                ran.steps,
-                outcome,
-            );
+            log_outcome(&self.call_id, &logged, started, ran.steps, outcome);
             let last = match ran.result {
                 Ok(outcome) => Report {
                     log: None,
@@ -241,18 +229,39 @@ pub(crate) fn line(text: &str) -> String {
     )
 }
 
+/// What the per-build log line says of the request.
+#[derive(Default)]
+struct Logged {
+    image: String,
+    tenant: String,
+    bytes_in: u64,
+}
+
+impl Logged {
+    fn of(prepared: &Prepared) -> Self {
+        Self {
+            image: prepared.config.image.clone().unwrap_or_default(),
+            tenant: prepared.decision.tenant.clone(),
+            bytes_in: prepared.bytes_in,
+        }
+    }
+}
+
 /// The one log line per build, readable with `faas-cli logs`.
 fn log_outcome(
     call_id: &str,
-    image: &str,
-    tenant: &str,
-    bytes_in: u64,
+    logged: &Logged,
     started: Instant,
     steps: Option<Steps>,
     result: Result<(), &BuildError>,
 ) {
     let duration = secs(started);
     let Steps { total, cached } = steps.unwrap_or_default();
+    let Logged {
+        image,
+        tenant,
+        bytes_in,
+    } = logged;
     match result {
         Ok(()) => tracing::info!(
             call_id = %call_id,

@@ -18,6 +18,18 @@ async fn build(server: &Server, image: &str, dockerfile: &str) -> Answered {
     server.post_signed_with(tar, &[]).await
 }
 
+/// Asserts `answer` says the registry could not be reached, retryably, in words holding `cause`.
+fn assert_unreachable(daemon: &str, answer: &Answered, cause: &str) {
+    assert_eq!(answer.status, 503, "{daemon}: {answer:#?}");
+    assert_eq!(answer.retry_after.as_deref(), Some("10"), "{daemon}");
+    let error = answer.json["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("registry unreachable: "),
+        "{daemon}: {error}"
+    );
+    assert!(error.contains(cause), "{daemon}: {error}");
+}
+
 /// A loopback port nothing listens on: connections to it are refused.
 fn dead_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -31,14 +43,7 @@ async fn a_push_to_a_port_that_refuses_connections_is_503_with_retry_after() {
     for (daemon, server) in servers(&bed, |_| {}).await {
         let image = format!("127.0.0.1:{}/dead/port:1", dead_port());
         let answer = build(&server, &image, &df).await;
-        assert_eq!(answer.status, 503, "{daemon}: {answer:#?}");
-        assert_eq!(answer.retry_after.as_deref(), Some("10"), "{daemon}");
-        let error = answer.json["error"].as_str().unwrap();
-        assert!(
-            error.starts_with("registry unreachable: "),
-            "{daemon}: {error}"
-        );
-        assert!(error.contains("connection refused"), "{daemon}: {error}");
+        assert_unreachable(&daemon, &answer, "connection refused");
     }
 }
 
@@ -69,14 +74,7 @@ async fn a_registry_answering_503_is_503_with_retry_after() {
         let answer = tokio::time::timeout(Duration::from_secs(240), build(&server, &image, &df))
             .await
             .expect("answered within 4 minutes");
-        assert_eq!(answer.status, 503, "{daemon}: {answer:#?}");
-        assert_eq!(answer.retry_after.as_deref(), Some("10"), "{daemon}");
-        let error = answer.json["error"].as_str().unwrap();
-        assert!(
-            error.starts_with("registry unreachable: "),
-            "{daemon}: {error}"
-        );
-        assert!(error.contains("503"), "{daemon}: {error}");
+        assert_unreachable(&daemon, &answer, "503");
     }
 }
 
@@ -124,8 +122,7 @@ async fn a_base_image_from_a_registry_that_cannot_be_reached_is_503_and_a_missin
         let image = format!("{}/pull/target:1", bed.registry);
         let df = format!("FROM 127.0.0.1:{}/no/registry:1\n", dead_port());
         let answer = build(&server, &image, &df).await;
-        assert_eq!(answer.status, 503, "{daemon}: {answer:#?}");
-        assert_eq!(answer.retry_after.as_deref(), Some("10"), "{daemon}");
+        assert_unreachable(&daemon, &answer, "connection refused");
 
         let df = format!("FROM {}/no/such-image:1\n", bed.registry);
         let answer = build(&server, &image, &df).await;

@@ -163,19 +163,27 @@ impl Serve {
     /// `serve` on the bed's engine (`--network none`: it has no bridge) with the payload secret
     /// in `secret_file`.
     pub fn on_bed(bed: &function_builder_tests::bed::Bed, secret_file: &Path) -> Self {
+        Self::on_bed_with(bed, secret_file, &[])
+    }
+
+    /// [`Serve::on_bed`] with `extra` arguments.
+    pub fn on_bed_with(
+        bed: &function_builder_tests::bed::Bed,
+        secret_file: &Path,
+        extra: &[&str],
+    ) -> Self {
         let buildkit = format!("docker://{}", bed.docker_socket.display());
         let secret = secret_file.to_str().unwrap();
-        Self::start(
-            &[
-                "--network",
-                "none",
-                "--buildkit",
-                &buildkit,
-                "--secret-file",
-                secret,
-            ],
-            &[],
-        )
+        let mut args = vec![
+            "--network",
+            "none",
+            "--buildkit",
+            &buildkit,
+            "--secret-file",
+            secret,
+        ];
+        args.extend_from_slice(extra);
+        Self::start(&args, &[])
     }
 
     /// `127.0.0.1:PORT`.
