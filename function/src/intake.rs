@@ -21,6 +21,15 @@ use crate::{BuildError, Builder};
 /// predecessors' leftovers from another live builder's dirs.
 const TEMP_PREFIX: &str = "fb-build-";
 
+/// The spooled body's name in a request's temp dir.
+const SPOOL_NAME: &str = "request.tar";
+
+fn make_workdir(work_dir: &Path) -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("{TEMP_PREFIX}{}-", std::process::id()))
+        .tempdir_in(work_dir)
+}
+
 /// A request that passed intake: its indexed archive and its config.
 pub(crate) struct Prepared {
     /// The spool files; removed when dropped, on every path (answered, failed, cancelled).
@@ -62,21 +71,39 @@ pub(crate) async fn prepare(builder: &Builder, req: Request) -> Result<Prepared,
         .and_then(|name| req.headers().get(name))
         .map(|v| v.as_bytes().to_vec());
     let secret = builder.payload_secret().await?;
-    let workdir = tempfile::Builder::new()
-        .prefix(&format!("{TEMP_PREFIX}{}-", std::process::id()))
-        .tempdir_in(&settings.work_dir)
-        .map_err(|e| BuildError::Internal {
-            message: format!("creating a work dir: {e}"),
-        })?;
-    let spool = workdir.path().join("request.tar");
+    // The temp dir is made only for a body that outgrows memory, or once it is verified: a
+    // small request with a bad signature never touches the disk.
+    let work_dir = settings.work_dir.clone();
+    let mut workdir = None;
     let verified = verify(
         req.into_body(),
-        &spool,
+        || {
+            let dir = make_workdir(&work_dir)?;
+            let file = std::fs::File::create(dir.path().join(SPOOL_NAME));
+            workdir = Some(dir);
+            file
+        },
         settings.max_request_bytes,
         signature.as_deref(),
         secret.as_deref(),
     )
     .await?;
+    let workdir = match workdir {
+        Some(dir) => dir,
+        None => {
+            let dir = make_workdir(&work_dir).map_err(|e| BuildError::Internal {
+                message: format!("creating a work dir: {e}"),
+            })?;
+            let held = verified.memory.unwrap_or_default();
+            tokio::fs::write(dir.path().join(SPOOL_NAME), held)
+                .await
+                .map_err(|e| BuildError::Internal {
+                    message: format!("writing the spool file: {e}"),
+                })?;
+            dir
+        }
+    };
+    let spool = workdir.path().join(SPOOL_NAME);
     if verified.len == 0 {
         return Err(BuildError::bad_request(
             "empty request body: expected a tar",

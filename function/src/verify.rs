@@ -1,7 +1,7 @@
-//! Intake: the body is streamed to a temp file while its HMAC-SHA256 is computed, and the
-//! `X-Build-Signature` is checked, in constant time, before anything is parsed.
-
-use std::path::Path;
+//! Intake: the body's HMAC-SHA256 is computed as it streams in, and the `X-Build-Signature` is
+//! checked, in constant time, before anything is parsed. A body up to [`SPOOL_BUFFER`] stays in
+//! memory; a larger one is spooled to a file opened only then, so a small request with a bad
+//! signature never touches the disk.
 
 use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
@@ -11,8 +11,9 @@ use tokio::io::AsyncWriteExt;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Bytes gathered before each write to the spool file.
-const SPOOL_BUFFER: usize = 1 << 20;
+/// Bytes held in memory: the whole of a smaller body, or what is gathered before each write to
+/// the spool file.
+pub(crate) const SPOOL_BUFFER: usize = 1 << 20;
 
 /// Why a body was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -46,21 +47,30 @@ pub(crate) enum VerifyError {
     },
 }
 
-/// A request body on disk whose signature was checked (or checking was disabled).
+/// A request body whose signature was checked (or checking was disabled).
 #[derive(Debug)]
 pub(crate) struct Verified {
     /// Bytes received.
     pub(crate) len: u64,
+    /// The whole body, when it fitted in memory; `None` when it went to the spill file.
+    pub(crate) memory: Option<Vec<u8>>,
 }
 
-/// Streams `body` into `dest`, refusing more than `limit` bytes, and checks `signature` against
-/// its HMAC-SHA256 under `secret` (`None`: checking disabled).
+/// Where a body goes while it streams in.
+enum Sink {
+    Memory(Vec<u8>),
+    File(tokio::io::BufWriter<tokio::fs::File>),
+}
+
+/// Reads `body`, refusing more than `limit` bytes, and checks `signature` against its
+/// HMAC-SHA256 under `secret` (`None`: checking disabled). A body larger than [`SPOOL_BUFFER`]
+/// is written to the file `spill` opens, called at most once, when the body outgrows memory.
 ///
 /// # Errors
 /// [`VerifyError`]: too large, unreadable, or a signature that does not hold.
 pub(crate) async fn verify(
     body: Body,
-    dest: &Path,
+    spill: impl FnOnce() -> std::io::Result<std::fs::File>,
     limit: u64,
     signature: Option<&[u8]>,
     secret: Option<&[u8]>,
@@ -78,13 +88,11 @@ pub(crate) async fn verify(
         ),
         None => None,
     };
-    let file = tokio::fs::File::create(dest)
-        .await
-        .map_err(|e| VerifyError::Spool {
-            message: format!("creating the spool file: {e}"),
-        })?;
-    // Each write of a tokio File is a trip to the blocking pool; body chunks are ~16 KiB.
-    let mut file = tokio::io::BufWriter::with_capacity(SPOOL_BUFFER, file);
+    let spool_error = |what: &str, e: std::io::Error| VerifyError::Spool {
+        message: format!("{what} the spool file: {e}"),
+    };
+    let mut spill = Some(spill);
+    let mut sink = Sink::Memory(Vec::new());
     let mut len = 0u64;
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
@@ -98,20 +106,38 @@ pub(crate) async fn verify(
         if let Some(mac) = mac.as_mut() {
             mac.update(&chunk);
         }
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| VerifyError::Spool {
-                message: format!("writing the spool file: {e}"),
-            })?;
+        if let Sink::Memory(held) = &mut sink {
+            if held.len() + chunk.len() <= SPOOL_BUFFER {
+                held.extend_from_slice(&chunk);
+                continue;
+            }
+            let open = spill.take().expect("the spool file is opened once");
+            let file = tokio::fs::File::from_std(open().map_err(|e| spool_error("creating", e))?);
+            // Each write of a tokio File is a trip to the blocking pool; body chunks are ~16 KiB.
+            let mut file = tokio::io::BufWriter::with_capacity(SPOOL_BUFFER, file);
+            file.write_all(held)
+                .await
+                .map_err(|e| spool_error("writing", e))?;
+            sink = Sink::File(file);
+        }
+        if let Sink::File(file) = &mut sink {
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| spool_error("writing", e))?;
+        }
     }
-    file.flush().await.map_err(|e| VerifyError::Spool {
-        message: e.to_string(),
-    })?;
+    let memory = match sink {
+        Sink::Memory(held) => Some(held),
+        Sink::File(mut file) => {
+            file.flush().await.map_err(|e| spool_error("writing", e))?;
+            None
+        }
+    };
     if let (Some(mac), Some(expected)) = (mac, expected) {
         mac.verify_slice(&expected)
             .map_err(|_| VerifyError::BadSignature)?;
     }
-    Ok(Verified { len })
+    Ok(Verified { len, memory })
 }
 
 /// `sha256=<hex>` → the digest bytes. Any header bytes are accepted without panicking.
@@ -143,11 +169,9 @@ mod tests {
         signature: Option<&str>,
         limit: u64,
     ) -> Result<u64, String> {
-        let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("body");
         verify(
             Body::from(body),
-            &dest,
+            || panic!("a small body stays in memory"),
             limit,
             signature.map(str::as_bytes),
             Some(b"secret"),
@@ -201,6 +225,32 @@ mod tests {
             check(b"tar bytes", Some(&good), 4).await,
             Err("request body larger than 4 bytes".to_owned())
         );
+    }
+
+    #[tokio::test]
+    async fn a_body_larger_than_the_buffer_goes_to_the_spill_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("body");
+        let body: Vec<u8> = (0..SPOOL_BUFFER * 3 + 17)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let signature = sign(b"secret", &body);
+        let mut opened = 0;
+        let verified = verify(
+            Body::from(body.clone()),
+            || {
+                opened += 1;
+                std::fs::File::create(&dest)
+            },
+            u64::MAX,
+            Some(signature.as_bytes()),
+            Some(b"secret"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(opened, 1);
+        assert!(verified.memory.is_none());
+        assert_eq!(std::fs::read(&dest).unwrap(), body);
     }
 
     #[test]

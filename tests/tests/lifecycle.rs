@@ -37,7 +37,8 @@ async fn a_client_that_goes_away_mid_upload_leaves_no_temp_dir() {
     let bed = Bed::get();
     let work = work_dir();
     let server = Server::start(&bed, |s| s.work_dir = work.path().to_owned()).await;
-    // A body that sends 1 MiB of a promised 64 MiB, then never more: the client drops it.
+    // A body that sends 2 MiB of a promised 64 MiB (more than the builder holds in memory, so it
+    // is spooled to disk), then never more: the client drops it.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
     let frames = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|frame| (frame, rx))
@@ -55,7 +56,7 @@ async fn a_client_that_goes_away_mid_upload_leaves_no_temp_dir() {
             .unwrap();
         send_tcp(addr, req).await
     });
-    tx.send(Ok(Frame::data(Bytes::from(vec![0u8; 1 << 20]))))
+    tx.send(Ok(Frame::data(Bytes::from(vec![0u8; 2 << 20]))))
         .await
         .unwrap();
     // The spool exists while the upload is under way ...
