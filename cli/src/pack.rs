@@ -90,6 +90,9 @@ pub(crate) fn pack<W: Write>(
 /// the context, and leaves them out of `COPY . …` by the same patterns itself.
 const ALWAYS_SENT: [&str; 2] = ["Dockerfile", ".dockerignore"];
 
+/// The most of a file read at a time.
+const READ_BLOCK: usize = 1 << 20;
+
 /// A depth-first walk writing kept entries.
 struct Walk<'a, W: Write> {
     tar: &'a mut tar::Builder<W>,
@@ -127,7 +130,12 @@ impl<W: Write> Walk<'_, W> {
                     let mode = if *executable { 0o755 } else { 0o644 };
                     // A file that changes while it is read would make a corrupt entry: take
                     // exactly the length we declared.
-                    let data = LenExact::new(file, len, source);
+                    // Read in large blocks (io::copy takes a BufReader's whole buffer at once).
+                    let block = usize::try_from(len)
+                        .unwrap_or(READ_BLOCK)
+                        .clamp(1, READ_BLOCK);
+                    let data =
+                        io::BufReader::with_capacity(block, LenExact::new(file, len, source));
                     append(self.tar, &context_name(&path), Kind::File(mode, len), data)?;
                 }
                 Node::Symlink(target) => {

@@ -5,7 +5,6 @@
 use std::io::{self, Seek, Write};
 
 use anyhow::{Context, Result};
-use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::io::AsyncReadExt;
@@ -13,8 +12,9 @@ use tokio::io::AsyncReadExt;
 use crate::layout::Layout;
 use crate::pack::{self, Config};
 
-/// Bytes read from the spool per body chunk.
-const CHUNK: usize = 64 * 1024;
+/// Bytes read from the spool per body chunk, and written to it at a time: large, so a gigabyte
+/// costs a thousand system calls each way, not a hundred thousand.
+const CHUNK: usize = 1 << 20;
 
 /// A packed, signed request.
 pub(crate) struct Spooled {
@@ -35,7 +35,7 @@ pub(crate) fn spool(
 ) -> Result<Spooled> {
     let file = tempfile::tempfile().context("creating a temp file for the request")?;
     let writer = Signer {
-        inner: io::BufWriter::new(file),
+        inner: io::BufWriter::with_capacity(CHUNK, file),
         mac: Hmac::<Sha256>::new_from_slice(secret.trim().as_bytes()).expect("any key length"),
         len: 0,
     };
@@ -59,10 +59,15 @@ impl Spooled {
     pub(crate) fn into_body(self) -> openfaas_runtime::Body {
         let file = tokio::fs::File::from_std(self.file);
         let chunks = futures_util::stream::try_unfold(file, |mut file| async move {
-            let mut buf = vec![0; CHUNK];
-            let n = file.read(&mut buf).await?;
-            buf.truncate(n);
-            Ok::<_, io::Error>((n > 0).then(|| (Bytes::from(buf), file)))
+            // Read into uninitialised capacity: no zeroing of a buffer about to be overwritten.
+            let mut buf = bytes::BytesMut::with_capacity(CHUNK);
+            while buf.len() < CHUNK {
+                if file.read_buf(&mut buf).await? == 0 {
+                    break;
+                }
+            }
+            let n = buf.len();
+            Ok::<_, io::Error>((n > 0).then(|| (buf.freeze(), file)))
         });
         openfaas_runtime::Body::from_stream(chunks)
     }

@@ -14,6 +14,7 @@
 //! CPU and peak RSS; signature rejections per second (`wrk`) while a build runs; the builder's
 //! CPU and peak RSS per build.
 //!
+//! `BENCH_ONLY=small,large,standalone,warm,cached,intake,rejection` runs some parts only.
 //! `BENCH_SMOKE=1` runs everything once on tiny inputs (a check that the program works, not a
 //! measurement). Run it with `tests/bench` (see README, "Performance").
 
@@ -81,21 +82,43 @@ fn main() {
     let small = context(sizes.small, false);
     let large = context(sizes.large, true);
 
-    let builder = BuilderProcess::start(&docker);
-    bench.contexts(&mut table, "small", &small, &client, &builder);
-    let builder = BuilderProcess::start(&docker);
-    bench.contexts(&mut table, "large", &large, &client, &builder);
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let part = |name: &str| {
+        let run = only.is_empty() || only.split(',').any(|o| o == name);
+        if run {
+            bench.settle();
+        }
+        run
+    };
+    if part("small") {
+        let builder = BuilderProcess::start(&docker);
+        bench.contexts(&mut table, "small", &small, &client, &builder);
+    }
+    if part("large") {
+        let builder = BuilderProcess::start(&docker);
+        bench.contexts(&mut table, "large", &large, &client, &builder);
+    }
     if let (Ok(address), Ok(buildctl)) = (
         std::env::var("TEST_BUILDKITD_ADDR"),
         std::env::var("BUILDCTL"),
     ) {
-        bench.standalone(&mut table, &small, &address, &buildctl);
+        if part("standalone") {
+            bench.standalone(&mut table, &small, &address, &buildctl);
+        }
     }
     let builder = BuilderProcess::start(&docker);
-    bench.warm(&mut table, &small, &builder);
-    bench.cached(&mut table, &small, &client, &builder);
-    bench.intake(&mut table, &builder, sizes.intake_bytes);
-    bench.rejection(&mut table, &small, &builder, sizes.wrk_secs);
+    if part("warm") {
+        bench.warm(&mut table, &small, &builder);
+    }
+    if part("cached") {
+        bench.cached(&mut table, &small, &client, &builder);
+    }
+    if part("intake") {
+        bench.intake(&mut table, &builder, sizes.intake_bytes);
+    }
+    if part("rejection") {
+        bench.rejection(&mut table, &small, &builder, sizes.wrk_secs);
+    }
 
     println!("\n## function-builder performance\n");
     println!(
@@ -212,6 +235,22 @@ const DOCKER_CLI: &str = "Docker CLI with BuildKit";
 const ALONE: &str = "our BuildKit client alone";
 
 impl Bench<'_> {
+    /// Before each part: the daemon's build cache and the images earlier parts made removed,
+    /// and the dirty pages of their layers written out, so no part pays for another's.
+    fn settle(&self) {
+        let (_, images, _) = self
+            .bed
+            .docker(&["images", "-q", "--filter", "reference=bench/*"]);
+        let ids: Vec<&str> = images.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rmi", "-f"];
+            args.extend(ids);
+            self.bed.docker(&args);
+        }
+        self.bed.docker(&["builder", "prune", "-af"]);
+        let _ = Command::new("sync").status();
+    }
+
     /// A new nonce in the context and a fresh Dockerfile: no cache hit for any sender.
     fn fresh(&self, ctx: &Context, tag: &str) -> String {
         let nonce = format!("{tag}-{}-{}", self.nonce, crate::next());
@@ -349,52 +388,41 @@ impl Bench<'_> {
     /// for our API (one shared key per repository) and the Docker CLI (its key per folder and
     /// config dir).
     fn warm(&self, table: &mut Table, ctx: &Context, builder: &BuilderProcess) {
-        let nonce = self.fresh(ctx, "warm");
-        let config = tempfile::tempdir().unwrap();
+        // Each sender gets a nonce of its own, so neither finds the other's layers in the
+        // daemon's cache (its COPY cache key is the content's).
+        let changed_file = ctx.path().join("d000/f00000.bin");
+        let original = fs::read(&changed_file).unwrap();
+        let nonce = self.fresh(ctx, "warm-api");
         let first = self.api(builder, ctx, &nonce);
-        let first_cli = self.docker_cli(ctx, &nonce, &config);
         let again = self.api(builder, ctx, &nonce);
-        let again_cli = self.docker_cli(ctx, &nonce, &config);
-        fs::write(ctx.path().join("d000/f00000.bin"), b"changed").unwrap();
+        fs::write(&changed_file, format!("changed {nonce}")).unwrap();
         let changed = self.api(builder, ctx, &nonce);
+        fs::write(&changed_file, &original).unwrap();
+
+        let nonce = self.fresh(ctx, "warm-cli");
+        let config = tempfile::tempdir().unwrap();
+        let first_cli = self.docker_cli(ctx, &nonce, &config);
+        let again_cli = self.docker_cli(ctx, &nonce, &config);
+        fs::write(&changed_file, format!("changed {nonce}")).unwrap();
         let changed_cli = self.docker_cli(ctx, &nonce, &config);
+        fs::write(&changed_file, &original).unwrap();
+
         table.section(format!(
             "warm: the small context ({}) built again, then with one file changed",
             ctx.label
         ));
-        table
-            .add(format!("{API}: first (cold)"), vec![first.wall], Unit::Secs)
-            .note(sent(&first));
-        table
-            .add(
-                format!("{API}: the same again"),
-                vec![again.wall],
-                Unit::Secs,
-            )
-            .note(sent(&again));
-        table
-            .add(
-                format!("{API}: one file changed"),
-                vec![changed.wall],
-                Unit::Secs,
-            )
-            .note(sent(&changed))
-            .versus(&format!("{DOCKER_CLI}: one file changed"), "");
-        table.add(
-            format!("{DOCKER_CLI}: first (cold)"),
-            vec![first_cli.wall],
-            Unit::Secs,
-        );
-        table.add(
-            format!("{DOCKER_CLI}: the same again"),
-            vec![again_cli.wall],
-            Unit::Secs,
-        );
-        table.add(
-            format!("{DOCKER_CLI}: one file changed"),
-            vec![changed_cli.wall],
-            Unit::Secs,
-        );
+        let rows = [
+            ("first (cold)", first, first_cli),
+            ("the same again", again, again_cli),
+            ("one file changed", changed, changed_cli),
+        ];
+        for (what, api, cli) in rows {
+            table.add(format!("{DOCKER_CLI}: {what}"), vec![cli.wall], Unit::Secs);
+            table
+                .add(format!("{API}: {what}"), vec![api.wall], Unit::Secs)
+                .note(sent(&api))
+                .versus(&format!("{DOCKER_CLI}: {what}"), "");
+        }
         println!("[bench] warm done");
     }
 
