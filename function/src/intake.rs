@@ -73,12 +73,12 @@ pub(crate) async fn prepare(builder: &Builder, req: Request) -> Result<Prepared,
     let secret = builder.payload_secret().await?;
     // The temp dir is made only for a body that outgrows memory, or once it is verified: a
     // small request with a bad signature never touches the disk.
-    let work_dir = settings.work_dir.clone();
+    let work_dir = &settings.work_dir;
     let mut workdir = None;
     let verified = verify(
         req.into_body(),
         || {
-            let dir = make_workdir(&work_dir)?;
+            let dir = make_workdir(work_dir)?;
             let file = std::fs::File::create(dir.path().join(SPOOL_NAME));
             workdir = Some(dir);
             file
@@ -88,10 +88,15 @@ pub(crate) async fn prepare(builder: &Builder, req: Request) -> Result<Prepared,
         secret.as_deref(),
     )
     .await?;
+    if verified.len == 0 {
+        return Err(BuildError::bad_request(
+            "empty request body: expected a tar",
+        ));
+    }
     let workdir = match workdir {
         Some(dir) => dir,
         None => {
-            let dir = make_workdir(&work_dir).map_err(|e| BuildError::Internal {
+            let dir = make_workdir(work_dir).map_err(|e| BuildError::Internal {
                 message: format!("creating a work dir: {e}"),
             })?;
             let held = verified.memory.unwrap_or_default();
@@ -104,11 +109,6 @@ pub(crate) async fn prepare(builder: &Builder, req: Request) -> Result<Prepared,
         }
     };
     let spool = workdir.path().join(SPOOL_NAME);
-    if verified.len == 0 {
-        return Err(BuildError::bad_request(
-            "empty request body: expected a tar",
-        ));
-    }
     let limits = Limits {
         entries: settings.max_entries,
         bytes: settings.max_unpacked_bytes,

@@ -163,24 +163,20 @@ impl Policy {
             return Err(PolicyError::ReservedArg { name: name.clone() });
         }
         if !self.image_prefixes.is_empty() {
+            let allowed = |r: &str| {
+                self.image_prefixes
+                    .iter()
+                    .any(|p| r.starts_with(p.as_str()))
+            };
             let image = config.image.as_deref().unwrap_or("(none)");
-            if !self
-                .image_prefixes
-                .iter()
-                .any(|p| image.starts_with(p.as_str()))
-            {
+            if !allowed(image) {
                 return Err(PolicyError::Image {
                     image: image.to_owned(),
                     allowed: self.image_prefixes.join(","),
                 });
             }
             // A cache ref reads or writes layers: it stays where images may go.
-            if let Some(reference) = config.cache_refs().find(|r| {
-                !self
-                    .image_prefixes
-                    .iter()
-                    .any(|p| r.starts_with(p.as_str()))
-            }) {
+            if let Some(reference) = config.cache_refs().find(|r| !allowed(r)) {
                 return Err(PolicyError::CacheRef {
                     reference: reference.to_owned(),
                     allowed: self.image_prefixes.join(","),

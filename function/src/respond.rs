@@ -36,7 +36,7 @@ impl Answer {
             None,
             Err(err),
         );
-        error_response(err, Vec::new(), "", None, self)
+        error_response(err, failure(err, Vec::new(), "", None, self))
     }
 
     /// Builds, then answers with one JSON object holding the (last lines of the) log.
@@ -61,12 +61,9 @@ impl Answer {
         match ran.result {
             Ok(outcome) => openfaas_runtime::json(
                 StatusCode::OK,
-                &Report {
-                    steps: ran.steps,
-                    ..success(log, image, outcome, self.started)
-                },
+                &success(log, image, outcome, ran.steps, self.started),
             ),
-            Err(err) => error_response(&err, log, &image, ran.steps, &self),
+            Err(err) => error_response(&err, failure(&err, log, &image, ran.steps, &self)),
         }
     }
 
@@ -96,17 +93,10 @@ impl Answer {
             let outcome = ran.result.as_ref().map(|_| ());
             log_outcome(&self.call_id, &logged, started, ran.steps, outcome);
             let last = match ran.result {
-                Ok(outcome) => Report {
-                    log: None,
-                    steps: ran.steps,
-                    ..success(Vec::new(), image, outcome, started)
-                },
-                Err(err) => Report {
-                    log: None,
-                    steps: ran.steps,
-                    ..failure(&err, Vec::new(), &image, &self)
-                },
+                Ok(outcome) => success(Vec::new(), image, outcome, ran.steps, started),
+                Err(err) => failure(&err, Vec::new(), &image, ran.steps, &self),
             };
+            let last = Report { log: None, ..last };
             let _ = body_tx.send(Ok(ndjson_line(&last))).await;
         });
         let guard = AbortOnDrop(task);
@@ -162,18 +152,31 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn success(log: Vec<String>, image: String, outcome: BuildOutcome, started: Instant) -> Report {
+fn success(
+    log: Vec<String>,
+    image: String,
+    outcome: BuildOutcome,
+    steps: Option<Steps>,
+    started: Instant,
+) -> Report {
     Report {
         log: Some(log),
         image,
         status: Status::Success,
         duration: secs(started),
         digest: outcome.digest,
+        steps,
         ..Report::default()
     }
 }
 
-fn failure(err: &BuildError, log: Vec<String>, image: &str, answer: &Answer) -> Report {
+fn failure(
+    err: &BuildError,
+    log: Vec<String>,
+    image: &str,
+    steps: Option<Steps>,
+    answer: &Answer,
+) -> Report {
     // Our own faults carry paths and error chains: those go to the log line, with the call id
     // that the answer names instead.
     let error = if err.status() == StatusCode::INTERNAL_SERVER_ERROR {
@@ -188,21 +191,12 @@ fn failure(err: &BuildError, log: Vec<String>, image: &str, answer: &Answer) -> 
         error: Some(error),
         duration: secs(answer.started),
         digest: None,
-        steps: None,
+        steps,
     }
 }
 
-fn error_response(
-    err: &BuildError,
-    log: Vec<String>,
-    image: &str,
-    steps: Option<Steps>,
-    answer: &Answer,
-) -> Response {
-    let report = Report {
-        steps,
-        ..failure(err, log, image, answer)
-    };
+/// `report` of `err` with its status, and `Retry-After` where retrying can help.
+fn error_response(err: &BuildError, report: Report) -> Response {
     let mut resp = openfaas_runtime::json(err.status(), &report);
     if let Some(secs) = err.retry_after() {
         resp.headers_mut()

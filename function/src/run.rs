@@ -95,17 +95,52 @@ fn drain(lines: &mut mpsc::Receiver<String>) -> Vec<String> {
 }
 
 async fn build(builder: &Builder, prepared: Prepared, lines: mpsc::Sender<String>) -> Ran {
-    let mut steps = None;
-    let result = build_counting(builder, prepared, lines, &mut steps).await;
+    let (client, request) = match request(builder, &prepared, &lines).await {
+        Ok(ready) => ready,
+        Err(err) => {
+            return Ran {
+                result: Err(err),
+                steps: None,
+            }
+        }
+    };
+    let (events, mut events_rx) = mpsc::channel(QUEUE);
+    let rendered = lines.clone();
+    let forward = tokio::spawn(async move {
+        let mut counter = StepCounter::default();
+        while let Some(event) = events_rx.recv().await {
+            counter.observe(&event);
+            if let Some(text) = buildkit::render(&event) {
+                if rendered.send(text).await.is_err() {
+                    break;
+                }
+            }
+        }
+        counter.steps()
+    });
+    let timeout = builder.settings.build_timeout;
+    let result = tokio::time::timeout(timeout, client.build(request, events)).await;
+    let steps = forward.await.ok();
+    let (files, bytes) = prepared.archive.sent();
+    let _ = lines
+        .send(line(&format!("context: sent {files} files, {bytes} bytes")))
+        .await;
+    drop(prepared);
+    let result = match result {
+        Ok(result) => result.map_err(BuildError::from),
+        Err(_) => Err(BuildError::Timeout {
+            secs: timeout.as_secs(),
+        }),
+    };
     Ran { result, steps }
 }
 
-async fn build_counting(
+/// The client and the BuildKit request for `prepared`.
+async fn request(
     builder: &Builder,
-    prepared: Prepared,
-    lines: mpsc::Sender<String>,
-    steps: &mut Option<Steps>,
-) -> Result<BuildOutcome, BuildError> {
+    prepared: &Prepared,
+    lines: &mpsc::Sender<String>,
+) -> Result<(buildkit::Client, BuildRequest), BuildError> {
     let config = &prepared.config;
     if !config.unknown_fields.is_empty() {
         let _ = lines
@@ -157,33 +192,5 @@ async fn build_counting(
     // what changed, and no two tenants share a base. Safe because the index derives each file's
     // mtime nanoseconds from its content.
     request.shared_key = format!("function-builder:{}", prepared.decision.tenant);
-
-    let (events, mut events_rx) = mpsc::channel(QUEUE);
-    let rendered = lines.clone();
-    let forward = tokio::spawn(async move {
-        let mut counter = StepCounter::default();
-        while let Some(event) = events_rx.recv().await {
-            counter.observe(&event);
-            if let Some(text) = buildkit::render(&event) {
-                if rendered.send(text).await.is_err() {
-                    break;
-                }
-            }
-        }
-        counter.steps()
-    });
-    let timeout = builder.settings.build_timeout;
-    let result = tokio::time::timeout(timeout, client.build(request, events)).await;
-    *steps = forward.await.ok();
-    let (files, bytes) = prepared.archive.sent();
-    let _ = lines
-        .send(line(&format!("context: sent {files} files, {bytes} bytes")))
-        .await;
-    drop(prepared);
-    match result {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(BuildError::Timeout {
-            secs: timeout.as_secs(),
-        }),
-    }
+    Ok((client, request))
 }

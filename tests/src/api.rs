@@ -25,7 +25,7 @@ pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
     _stop: oneshot::Sender<()>,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 /// Settings for a builder against the bed's dockerd, with `RUN` steps on network none.
@@ -86,7 +86,7 @@ impl Server {
         Self {
             addr,
             _stop: stop,
-            _dir: dir,
+            dir,
         }
     }
 }
@@ -113,7 +113,7 @@ impl Server {
     /// # Panics
     /// When the dir cannot be read.
     pub fn work_dir_entries(&self) -> Vec<String> {
-        std::fs::read_dir(self._dir.path().join("work"))
+        std::fs::read_dir(self.dir.path().join("work"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect()

@@ -223,17 +223,6 @@ fn solve_request(
     for (name, value) in &req.frontend_attrs {
         attrs.insert(name.clone(), value.clone());
     }
-    let insecure = |reference: &str| {
-        req.insecure_registries
-            .iter()
-            .any(|host| crate::push::registry_host(reference) == host)
-    };
-    let with_insecure = |mut attrs: HashMap<String, String>, reference: &str| {
-        if insecure(reference) {
-            attrs.insert("registry.insecure".to_owned(), "true".to_owned());
-        }
-        attrs
-    };
     let exporter = match (&req.output, is_docker) {
         // A Docker Engine's own image store; its push goes through the Engine API afterwards.
         (Output::Push(image) | Output::Tag(image), true) => Some(Exporter {
@@ -242,13 +231,7 @@ fn solve_request(
         }),
         (Output::Push(image), false) => Some(Exporter {
             r#type: "image".to_owned(),
-            attrs: with_insecure(
-                HashMap::from([
-                    ("name".to_owned(), image.clone()),
-                    ("push".to_owned(), "true".to_owned()),
-                ]),
-                image,
-            ),
+            attrs: registry_attrs(req, image, &[("name", image), ("push", "true")]),
         }),
         (Output::Tag(image), false) => Some(Exporter {
             r#type: "image".to_owned(),
@@ -259,53 +242,12 @@ fn solve_request(
         }),
         (Output::Discard, _) => None,
     };
-    let registry_cache = |reference: &str, extra: &[(&str, &str)]| CacheOptionsEntry {
-        r#type: "registry".to_owned(),
-        attrs: with_insecure(
-            std::iter::once(("ref".to_owned(), reference.to_owned()))
-                .chain(
-                    extra
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-                )
-                .collect(),
-            reference,
-        ),
-    };
-    let mut imports: Vec<CacheOptionsEntry> = Vec::new();
-    let mut exports = Vec::new();
-    match (&req.cache.export, is_docker, &req.output) {
-        (None, _, _) => {}
-        (Some(_), true, output) => {
-            exports.push(CacheOptionsEntry {
-                r#type: "inline".to_owned(),
-                attrs: HashMap::new(),
-            });
-            if let Output::Push(image) = output {
-                imports.push(registry_cache(image, &[]));
-            }
-        }
-        (Some(reference), false, _) => exports.push(registry_cache(
-            reference,
-            &[("mode", "max"), ("ignore-error", "true")],
-        )),
-    }
-    // On a Docker Engine nothing is ever exported to the export ref: importing it only costs a
-    // registry round trip.
-    let never_written = req.cache.export.as_ref().filter(|_| is_docker);
-    for reference in &req.cache.import {
-        if Some(reference) != never_written
-            && !imports
-                .iter()
-                .any(|i| i.attrs.get("ref") == Some(reference))
-        {
-            imports.push(registry_cache(reference, &[]));
-        }
-    }
-    if !imports.is_empty() {
+    let cache = cache_options(req, is_docker);
+    if !cache.imports.is_empty() {
         // The Dockerfile frontend reads its imports from this attribute, as BuildKit's own
         // client sets it: `[{"Type":"registry","Attrs":{"ref":…}}]`.
-        let json: Vec<serde_json::Value> = imports
+        let json: Vec<serde_json::Value> = cache
+            .imports
             .iter()
             .map(|i| serde_json::json!({ "Type": i.r#type, "Attrs": i.attrs }))
             .collect();
@@ -329,10 +271,65 @@ fn solve_request(
             .map(|e| e.attrs.clone())
             .unwrap_or_default(),
         exporters: exporter.into_iter().collect(),
-        cache: (!exports.is_empty() || !imports.is_empty())
-            .then_some(CacheOptions { exports, imports }),
+        cache: (!cache.exports.is_empty() || !cache.imports.is_empty()).then_some(cache),
         ..SolveRequest::default()
     }
+}
+
+/// `pairs` as exporter or cache attributes, with `registry.insecure=true` when `reference`'s
+/// registry is one of the request's insecure ones.
+fn registry_attrs(
+    req: &BuildRequest,
+    reference: &str,
+    pairs: &[(&str, &str)],
+) -> HashMap<String, String> {
+    let mut attrs: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let host = crate::push::registry_host(reference);
+    if req.insecure_registries.iter().any(|h| h == host) {
+        attrs.insert("registry.insecure".to_owned(), "true".to_owned());
+    }
+    attrs
+}
+
+/// The request's cache as BuildKit's cache options, for the daemon at hand (see [`Cache`]).
+fn cache_options(req: &BuildRequest, is_docker: bool) -> CacheOptions {
+    let registry = |reference: &str, extra: &[(&str, &str)]| CacheOptionsEntry {
+        r#type: "registry".to_owned(),
+        attrs: registry_attrs(req, reference, &[&[("ref", reference)], extra].concat()),
+    };
+    let mut options = CacheOptions::default();
+    match (&req.cache.export, is_docker) {
+        (None, _) => {}
+        (Some(_), true) => {
+            options.exports.push(CacheOptionsEntry {
+                r#type: "inline".to_owned(),
+                attrs: HashMap::new(),
+            });
+            if let Output::Push(image) = &req.output {
+                options.imports.push(registry(image, &[]));
+            }
+        }
+        (Some(reference), false) => options.exports.push(registry(
+            reference,
+            &[("mode", "max"), ("ignore-error", "true")],
+        )),
+    }
+    // On a Docker Engine nothing is ever exported to the export ref: importing it only costs a
+    // registry round trip.
+    let never_written = req.cache.export.as_ref().filter(|_| is_docker);
+    for reference in &req.cache.import {
+        let known = options
+            .imports
+            .iter()
+            .any(|i| i.attrs.get("ref") == Some(reference));
+        if Some(reference) != never_written && !known {
+            options.imports.push(registry(reference, &[]));
+        }
+    }
+    options
 }
 
 /// A step of our own for the Engine push, shaped like the daemon's steps.
@@ -474,12 +471,13 @@ fn solve_error(
     status: tonic::Status,
     failures: &std::sync::Mutex<FailedSteps>,
 ) -> BuildkitError {
+    let unavailable = || BuildkitError::Unavailable {
+        address: client.address.to_string(),
+        message: status.message().to_owned(),
+    };
     // A status the transport made (no answer from the daemon) has the transport error as source.
     if status.code() == tonic::Code::Unavailable && std::error::Error::source(&status).is_some() {
-        return BuildkitError::Unavailable {
-            address: client.address.to_string(),
-            message: status.message().to_owned(),
-        };
+        return unavailable();
     }
     let details = Details::of(&status);
     if !details.step_failed(status.message()) {
@@ -491,10 +489,7 @@ fn solve_error(
         }
     }
     if status.code() == tonic::Code::Unavailable {
-        return BuildkitError::Unavailable {
-            address: client.address.to_string(),
-            message: status.message().to_owned(),
-        };
+        return unavailable();
     }
     let failed = failures
         .lock()
