@@ -103,13 +103,17 @@ impl BuildConfig {
 
     /// The repository of the image, without tag: the session shared key's scope.
     pub(crate) fn repository(&self) -> Option<&str> {
-        let image = self.image.as_deref()?;
-        let name = image.split('@').next().unwrap_or(image);
-        let last = name.rfind('/').map_or(0, |i| i + 1);
-        Some(match name[last..].rfind(':') {
-            Some(colon) => &name[..last + colon],
-            None => name,
-        })
+        self.image.as_deref().map(repository_of)
+    }
+}
+
+/// A reference without its tag or digest: `reg:5000/acme/fn:1` → `reg:5000/acme/fn`.
+pub(crate) fn repository_of(reference: &str) -> &str {
+    let name = reference.split('@').next().unwrap_or(reference);
+    let last = name.rfind('/').map_or(0, |i| i + 1);
+    match name[last..].rfind(':') {
+        Some(colon) => &name[..last + colon],
+        None => name,
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::buildconfig::BuildConfig;
+use crate::buildconfig::{repository_of, BuildConfig};
 
 /// `BUILDKIT_*` build args a caller may set: they change what the image holds, not how or where
 /// BuildKit runs the build.
@@ -122,6 +122,14 @@ pub(crate) enum PolicyError {
         /// The setting's value.
         allowed: String,
     },
+    /// A cache ref outside the build's own repository (or namespace).
+    #[error("cache ref {reference:?} is outside {scope:?}: a build's cache refs name its image's repository or one below it")]
+    CacheScope {
+        /// The ref.
+        reference: String,
+        /// The repository (or namespace) it had to be in.
+        scope: String,
+    },
     /// `tenant_from=header:<name>` and the request's header is missing or unusable (400).
     #[error("tenant_from=header:{header}: {why}")]
     TenantHeader {
@@ -203,6 +211,7 @@ impl Policy {
                 attrs.insert("cmdline".to_owned(), String::new());
             }
         }
+        self.check_cache_scope(config)?;
         let tenant = self.tenant(config, tenant_header)?;
         let ns = Sha256::digest(tenant.as_bytes());
         attrs.insert(
@@ -214,6 +223,39 @@ impl Policy {
 }
 
 impl Policy {
+    /// A cache ref the caller names stays inside its own image's repository (with `namespace`
+    /// tenants, its namespace): the builder pushes with its own credentials, so a ref of another
+    /// tenant's would let one tenant write the cache another imports.
+    fn check_cache_scope(&self, config: &BuildConfig) -> Result<(), PolicyError> {
+        let Some(first) = config.cache_refs().next() else {
+            return Ok(());
+        };
+        let scope = match (&self.tenant, config.repository()) {
+            (TenantRule::Namespace, Some(repository)) => namespace(repository),
+            (_, Some(repository)) => repository,
+            (_, None) => {
+                return Err(PolicyError::CacheScope {
+                    reference: first.to_owned(),
+                    scope: "(none: a build without an image names no cache)".to_owned(),
+                })
+            }
+        };
+        let inside = |reference: &str| {
+            let repository = repository_of(reference);
+            repository == scope
+                || repository
+                    .strip_prefix(scope)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        };
+        match config.cache_refs().find(|r| !inside(r)) {
+            Some(reference) => Err(PolicyError::CacheScope {
+                reference: reference.to_owned(),
+                scope: scope.to_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn tenant(
         &self,
         config: &BuildConfig,
@@ -446,6 +488,50 @@ mod tests {
                 .tenant
         };
         assert_ne!(anonymous(1), anonymous(2));
+    }
+
+    #[test]
+    fn cache_refs_stay_in_the_builds_own_repository() {
+        let check = |rule: &str, json: &str| {
+            let policy = Policy {
+                tenant: TenantRule::parse(rule).unwrap(),
+                ..Policy::default()
+            };
+            let config = BuildConfig::parse(json.as_bytes()).unwrap();
+            policy
+                .check(&config, b"FROM x", Some(b"t"))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let cfg = |from: &str| {
+            format!(r#"{{"image":"r.example/acme/fn:1","cache":{{"from":["{from}"]}}}}"#)
+        };
+        for ok in ["r.example/acme/fn:cache", "r.example/acme/fn/cache:main"] {
+            assert_eq!(check("repository", &cfg(ok)), Ok(()), "{ok}");
+            assert_eq!(check("header:X-Tenant", &cfg(ok)), Ok(()), "{ok}");
+        }
+        assert_eq!(check("namespace", &cfg("r.example/acme/other:c")), Ok(()));
+        for (rule, bad, scope) in [
+            ("repository", "r.example/acme/other:c", "r.example/acme/fn"),
+            ("repository", "r.example/acme/fnx:c", "r.example/acme/fn"),
+            ("namespace", "r.example/acme-evil/x:c", "r.example/acme"),
+            (
+                "header:X-Tenant",
+                "r.example/beta/fn:c",
+                "r.example/acme/fn",
+            ),
+        ] {
+            assert_eq!(
+                check(rule, &cfg(bad)),
+                Err(format!("cache ref \"{bad}\" is outside \"{scope}\": a build's cache refs name its image's repository or one below it")),
+                "{rule} {bad}"
+            );
+        }
+        assert!(check(
+            "repository",
+            r#"{"skipPush":true,"cache":{"to":"r.example/x:c"}}"#
+        )
+        .is_err());
     }
 
     #[test]

@@ -129,6 +129,16 @@ async fn images_outside_the_allowed_prefixes_are_refused_before_buildkit() {
         json["error"],
         format!("cache ref \"{outside}\" is outside allowed_image_prefixes ({inside})")
     );
+    // Inside the prefixes but in another repository: one tenant's build may not write (or read)
+    // the cache another tenant's builds import.
+    let other = format!("{inside}other:cache");
+    let config = format!(r#"{{"image":"{inside}fn:1","cache":{{"to":"{other}"}}}}"#);
+    let (status, json) = build(&server, &config, &df).await;
+    assert_eq!(status, 403, "{json:#}");
+    assert_eq!(
+        json["error"],
+        format!("cache ref \"{other}\" is outside \"{inside}fn\": a build's cache refs name its image's repository or one below it")
+    );
 }
 
 #[tokio::test]
