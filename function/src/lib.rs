@@ -14,6 +14,9 @@ mod buildconfig;
 mod cache;
 mod error;
 mod intake;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals;
 mod policy;
 mod respond;
 mod run;

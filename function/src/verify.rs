@@ -7,7 +7,9 @@ use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use openfaas_runtime::Body;
 use sha2::Sha256;
-use tokio::io::AsyncWriteExt;
+use std::io::Write;
+
+use bytes::Bytes;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -59,7 +61,63 @@ pub(crate) struct Verified {
 /// Where a body goes while it streams in.
 enum Sink {
     Memory(Vec<u8>),
-    File(tokio::io::BufWriter<tokio::fs::File>),
+    File(Spooler),
+}
+
+/// Writes batches of body chunks to the spool file on the blocking pool, one batch in flight at
+/// a time, while the next batch is hashed: no chunk is copied on its way to the file.
+struct Spooler {
+    /// The file, when no write holds it.
+    file: Option<std::fs::File>,
+    in_flight: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>>,
+    batch: Vec<Bytes>,
+    batched: usize,
+}
+
+impl Spooler {
+    fn new(file: std::fs::File) -> Self {
+        Self {
+            file: Some(file),
+            in_flight: None,
+            batch: Vec::new(),
+            batched: 0,
+        }
+    }
+
+    async fn push(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        self.batched += chunk.len();
+        self.batch.push(chunk);
+        if self.batched >= SPOOL_BUFFER {
+            self.write_batch().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the write in flight, then hands the batch to a new one.
+    async fn write_batch(&mut self) -> std::io::Result<()> {
+        let mut file = match self.in_flight.take() {
+            Some(write) => write.await.map_err(std::io::Error::other)??,
+            None => self.file.take().expect("the file is held or in flight"),
+        };
+        let batch = std::mem::take(&mut self.batch);
+        self.batched = 0;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            for chunk in &batch {
+                file.write_all(chunk)?;
+            }
+            Ok(file)
+        }));
+        Ok(())
+    }
+
+    /// Writes what is left and waits for it.
+    async fn finish(mut self) -> std::io::Result<()> {
+        self.write_batch().await?;
+        match self.in_flight.take() {
+            Some(write) => write.await.map_err(std::io::Error::other)?.map(drop),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Reads `body`, refusing more than `limit` bytes, and checks `signature` against its
@@ -112,24 +170,27 @@ pub(crate) async fn verify(
                 continue;
             }
             let open = spill.take().expect("the spool file is opened once");
-            let file = tokio::fs::File::from_std(open().map_err(|e| spool_error("creating", e))?);
-            // Each write of a tokio File is a trip to the blocking pool; body chunks are ~16 KiB.
-            let mut file = tokio::io::BufWriter::with_capacity(SPOOL_BUFFER, file);
-            file.write_all(held)
+            let mut spooler = Spooler::new(open().map_err(|e| spool_error("creating", e))?);
+            spooler
+                .push(Bytes::from(std::mem::take(held)))
                 .await
                 .map_err(|e| spool_error("writing", e))?;
-            sink = Sink::File(file);
+            sink = Sink::File(spooler);
         }
-        if let Sink::File(file) = &mut sink {
-            file.write_all(&chunk)
+        if let Sink::File(spooler) = &mut sink {
+            spooler
+                .push(chunk)
                 .await
                 .map_err(|e| spool_error("writing", e))?;
         }
     }
     let memory = match sink {
         Sink::Memory(held) => Some(held),
-        Sink::File(mut file) => {
-            file.flush().await.map_err(|e| spool_error("writing", e))?;
+        Sink::File(spooler) => {
+            spooler
+                .finish()
+                .await
+                .map_err(|e| spool_error("writing", e))?;
             None
         }
     };
