@@ -95,6 +95,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
         addr,
         read_timeout: Some(REQUEST_TIMEOUT),
         write_timeout: Some(REQUEST_TIMEOUT),
+        ..openfaas_runtime::Config::default()
     };
     tokio::select! {
         served = openfaas_runtime::serve_with(listener, config, handler, std::future::pending()) => {

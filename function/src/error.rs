@@ -48,10 +48,12 @@ pub(crate) enum BuildError {
         message: String,
     },
     /// The build took longer than `build_timeout`.
-    #[error("build did not finish within build_timeout ({secs}s)")]
+    #[error("build did not finish within build_timeout ({secs}s){}", running.as_ref().map(|r| format!("; running: {r}")).unwrap_or_default())]
     Timeout {
         /// The limit in seconds.
         secs: u64,
+        /// The steps that were running when it was stopped.
+        running: Option<String>,
     },
     /// Our own fault.
     #[error("internal error: {message}")]
@@ -74,6 +76,7 @@ impl BuildError {
                     }
                     V::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                     V::Body { .. } => StatusCode::BAD_REQUEST,
+                    V::ReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
                     V::Spool { .. } => StatusCode::INTERNAL_SERVER_ERROR,
                 }
             }

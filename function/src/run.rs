@@ -54,20 +54,34 @@ where
     Some(result)
 }
 
-/// Counts the Dockerfile steps of a build as their events pass.
+/// Counts the Dockerfile steps of a build as their events pass, and knows which steps are
+/// running (for the message of a build stopped by `build_timeout`).
 #[derive(Default)]
 struct StepCounter {
     seen: HashSet<String>,
     cached: HashSet<String>,
+    /// Digest and name of each step started and not yet ended, in the order they started.
+    running: Vec<(String, String)>,
 }
 
 impl StepCounter {
     fn observe(&mut self, event: &Event) {
         let (digest, name, cached) = match event {
-            Event::VertexStarted { digest, name, .. }
-            | Event::VertexCompleted { digest, name, .. }
-            | Event::VertexFailed { digest, name, .. } => (digest, name, false),
-            Event::VertexCached { digest, name, .. } => (digest, name, true),
+            Event::VertexStarted { digest, name, .. } => {
+                if !self.running.iter().any(|(d, _)| d == digest) {
+                    self.running.push((digest.clone(), name.clone()));
+                }
+                (digest, name, false)
+            }
+            Event::VertexCompleted { digest, name, .. }
+            | Event::VertexFailed { digest, name, .. } => {
+                self.running.retain(|(d, _)| d != digest);
+                (digest, name, false)
+            }
+            Event::VertexCached { digest, name, .. } => {
+                self.running.retain(|(d, _)| d != digest);
+                (digest, name, true)
+            }
             _ => return,
         };
         // The Dockerfile frontend names its steps `[2/3] RUN …` or `[stage 1/2] FROM …`.
@@ -78,6 +92,12 @@ impl StepCounter {
         if cached {
             self.cached.insert(digest.clone());
         }
+    }
+
+    /// The names of the steps running now, joined; `None` when none is.
+    fn running(&self) -> Option<String> {
+        let names: Vec<&str> = self.running.iter().map(|(_, name)| name.as_str()).collect();
+        (!names.is_empty()).then(|| names.join(", "))
     }
 
     fn steps(&self) -> Steps {
@@ -116,11 +136,14 @@ async fn build(builder: &Builder, prepared: Prepared, lines: mpsc::Sender<String
                 }
             }
         }
-        counter.steps()
+        (counter.steps(), counter.running())
     });
     let timeout = builder.settings.build_timeout;
     let result = tokio::time::timeout(timeout, client.build(request, events)).await;
-    let steps = forward.await.ok();
+    let (steps, running) = match forward.await {
+        Ok((steps, running)) => (Some(steps), running),
+        Err(_) => (None, None),
+    };
     let (files, bytes) = prepared.archive.sent();
     let _ = lines
         .send(line(&format!("context: sent {files} files, {bytes} bytes")))
@@ -130,6 +153,7 @@ async fn build(builder: &Builder, prepared: Prepared, lines: mpsc::Sender<String
         Ok(result) => result.map_err(BuildError::from),
         Err(_) => Err(BuildError::Timeout {
             secs: timeout.as_secs(),
+            running,
         }),
     };
     Ran { result, steps }

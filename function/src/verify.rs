@@ -5,7 +5,7 @@
 
 use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
-use openfaas_runtime::Body;
+use openfaas_runtime::{Body, DeadlineExceeded};
 use sha2::Sha256;
 use std::io::Write;
 
@@ -34,6 +34,12 @@ pub(crate) enum VerifyError {
     TooLarge {
         /// The limit.
         limit: u64,
+    },
+    /// The client did not send the whole body within the server's deadline.
+    #[error("request body not received within {setting}")]
+    ReadTimeout {
+        /// The setting whose deadline passed (`read_timeout`).
+        setting: &'static str,
     },
     /// The body could not be read from the client.
     #[error("reading the request body: {message}")]
@@ -154,8 +160,13 @@ pub(crate) async fn verify(
     let mut len = 0u64;
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| VerifyError::Body {
-            message: e.to_string(),
+        let chunk = chunk.map_err(|e| match e.downcast_ref::<DeadlineExceeded>() {
+            Some(deadline) => VerifyError::ReadTimeout {
+                setting: deadline.setting(),
+            },
+            None => VerifyError::Body {
+                message: e.to_string(),
+            },
         })?;
         len += chunk.len() as u64;
         if len > limit {
@@ -202,7 +213,7 @@ pub(crate) async fn verify(
 }
 
 /// `sha256=<hex>` → the digest bytes. Any header bytes are accepted without panicking.
-fn parse_signature(header: Option<&[u8]>) -> Result<Vec<u8>, VerifyError> {
+pub(crate) fn parse_signature(header: Option<&[u8]>) -> Result<Vec<u8>, VerifyError> {
     let header = header.ok_or(VerifyError::MissingSignature)?;
     let hex_digest = header
         .strip_prefix(b"sha256=")

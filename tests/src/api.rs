@@ -60,6 +60,18 @@ impl Server {
     /// # Panics
     /// When it cannot listen.
     pub async fn start(bed: &Bed, tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_serving(bed, |_| {}, tweak).await
+    }
+
+    /// [`Server::start`], with the server's timeouts changed by `serving`.
+    ///
+    /// # Panics
+    /// When it cannot listen.
+    pub async fn start_serving(
+        bed: &Bed,
+        serving: impl FnOnce(&mut Config),
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = settings(bed, dir.path());
         tweak(&mut settings);
@@ -68,11 +80,13 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let config = Config {
+        let mut config = Config {
             addr,
             read_timeout: Some(Duration::from_secs(300)),
             write_timeout: Some(Duration::from_secs(300)),
+            ..Config::default()
         };
+        serving(&mut config);
         let handler = handler_fn(move |req: Request| {
             let builder = Arc::clone(&builder);
             async move { handler::route(&builder, req).await }

@@ -1,6 +1,6 @@
 //! Each request's temp dir is removed on every path, against the bed's real dockerd: a client
 //! that goes away mid-upload or mid-build, and a build that reaches `build_timeout` (504, its
-//! `RUN` stopped on the daemon).
+//! `RUN` stopped on the daemon, its message naming the step that was running).
 
 use std::path::Path;
 use std::time::Duration;
@@ -136,7 +136,7 @@ async fn build_timeout_is_504_stops_the_run_and_leaves_no_temp_dir() {
     assert_eq!(json["status"], "failed");
     assert_eq!(
         json["error"],
-        "build did not finish within build_timeout (3s)"
+        format!("build did not finish within build_timeout (3s); running: [2/2] RUN {marker}")
     );
     assert!(
         wait_for_process(&marker, false, Duration::from_secs(10)).await,

@@ -471,13 +471,14 @@ fn solve_error(
     status: tonic::Status,
     failures: &std::sync::Mutex<FailedSteps>,
 ) -> BuildkitError {
-    let unavailable = || BuildkitError::Unavailable {
+    let unavailable = |message: String| BuildkitError::Unavailable {
         address: client.address.to_string(),
-        message: status.message().to_owned(),
+        message,
     };
-    // A status the transport made (no answer from the daemon) has the transport error as source.
-    if status.code() == tonic::Code::Unavailable && std::error::Error::source(&status).is_some() {
-        return unavailable();
+    // A status the transport made, whatever its code (the daemon gone mid-build gives `Unknown:
+    // transport error`), has the transport error as its source: the daemon did not answer.
+    if let Some(source) = std::error::Error::source(&status) {
+        return unavailable(format!("{}: {}", status.message(), error_chain(source)));
     }
     let details = Details::of(&status);
     if !details.step_failed(status.message()) {
@@ -489,7 +490,7 @@ fn solve_error(
         }
     }
     if status.code() == tonic::Code::Unavailable {
-        return unavailable();
+        return unavailable(status.message().to_owned());
     }
     let failed = failures
         .lock()
@@ -502,6 +503,20 @@ fn solve_error(
         step,
         output,
     }
+}
+
+/// `err` and its sources, `: `-separated, each said once (hyper repeats its cause in its own text).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        next = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

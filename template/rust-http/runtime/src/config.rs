@@ -15,10 +15,17 @@ pub struct Config {
     /// Longest time from a request's arrival until its response has been written (`write_timeout`);
     /// also the longest drain after SIGTERM. `None` disables both.
     pub write_timeout: Option<Duration>,
+    /// Longest time a connection may take to send a request's header, and stay idle between
+    /// requests (`read_header_timeout`, as Go's `ReadHeaderTimeout`), at most `read_timeout`:
+    /// a client that opens connections and never finishes a header cannot hold them. `None`
+    /// disables it.
+    pub header_timeout: Option<Duration>,
 }
 
 /// of-watchdog's default for both timeouts.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A header is a few hundred bytes: a client that needs longer is stalling.
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000);
 
 impl Default for Config {
@@ -27,6 +34,7 @@ impl Default for Config {
             addr: DEFAULT_ADDR,
             read_timeout: Some(DEFAULT_TIMEOUT),
             write_timeout: Some(DEFAULT_TIMEOUT),
+            header_timeout: Some(DEFAULT_HEADER_TIMEOUT),
         }
     }
 }
@@ -52,8 +60,9 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Reads `upstream_url`, `read_timeout` and `write_timeout` as of-watchdog does: timeouts are
-    /// whole seconds or Go durations (`10m1s`), `0` disables one.
+    /// Reads `upstream_url`, `read_timeout` and `write_timeout` as of-watchdog does, and
+    /// `read_header_timeout`: timeouts are whole seconds or Go durations (`10m1s`), `0` disables
+    /// one.
     ///
     /// # Errors
     /// When a variable is set but cannot be parsed.
@@ -83,7 +92,16 @@ impl Config {
             addr,
             read_timeout: timeout("read_timeout", defaults.read_timeout)?,
             write_timeout: timeout("write_timeout", defaults.write_timeout)?,
+            header_timeout: timeout("read_header_timeout", defaults.header_timeout)?,
         })
+    }
+
+    /// The header timeout in effect: `header_timeout`, but never longer than `read_timeout`.
+    pub fn effective_header_timeout(&self) -> Option<Duration> {
+        match (self.header_timeout, self.read_timeout) {
+            (Some(header), Some(read)) => Some(header.min(read)),
+            (header, read) => header.or(read),
+        }
     }
 }
 
@@ -192,6 +210,23 @@ mod tests {
     }
 
     #[test]
+    fn the_header_timeout_is_never_longer_than_read_timeout() {
+        let with = |header: Option<u64>, read: Option<u64>| {
+            Config {
+                header_timeout: header.map(Duration::from_secs),
+                read_timeout: read.map(Duration::from_secs),
+                ..Config::default()
+            }
+            .effective_header_timeout()
+        };
+        assert_eq!(with(Some(10), Some(600)), Some(Duration::from_secs(10)));
+        assert_eq!(with(Some(10), Some(2)), Some(Duration::from_secs(2)));
+        assert_eq!(with(None, Some(2)), Some(Duration::from_secs(2)));
+        assert_eq!(with(Some(10), None), Some(Duration::from_secs(10)));
+        assert_eq!(with(None, None), None);
+    }
+
+    #[test]
     fn upstream_url_gives_the_listen_address() {
         assert_eq!(parse_upstream("http://127.0.0.1:3000"), Some(DEFAULT_ADDR));
         assert_eq!(
@@ -230,6 +265,7 @@ mod tests {
         assert_eq!(config.addr, ([127, 0, 0, 1], 4000).into());
         assert_eq!(config.read_timeout, Some(Duration::from_secs(601)));
         assert_eq!(config.write_timeout, None);
+        assert_eq!(config.header_timeout, Some(DEFAULT_HEADER_TIMEOUT));
         let err = Config::from_lookup(env(&[("write_timeout", "soon")])).unwrap_err();
         assert_eq!(
             err.to_string(),

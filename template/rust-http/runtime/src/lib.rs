@@ -60,6 +60,7 @@ pub use handler::{
 pub use http;
 pub use openfaas_macros::handler;
 pub use server::{serve, serve_with};
+pub use service::DeadlineExceeded;
 
 /// The error type handlers and state initialisers may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

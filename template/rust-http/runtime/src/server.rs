@@ -56,9 +56,7 @@ pub async fn serve_with<H: Handler>(
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).keep_alive(true);
-    if let Some(timeout) = config.read_timeout {
-        http.header_read_timeout(timeout);
-    }
+    http.header_read_timeout(config.effective_header_timeout());
     tracing::info!(addr = %listener.local_addr()?, "listening");
 
     tokio::pin!(shutdown);

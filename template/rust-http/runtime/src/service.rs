@@ -164,10 +164,19 @@ impl<B> Deadline<B> {
     }
 }
 
-/// The error a body yields once its deadline has passed.
+/// The error a request body yields once `read_timeout` has passed (and a response body once
+/// `write_timeout` has): a handler can tell a client too slow to send (408) from one that broke
+/// off, by downcasting the body's error.
 #[derive(Debug)]
-pub(crate) struct DeadlineExceeded {
+pub struct DeadlineExceeded {
     setting: &'static str,
+}
+
+impl DeadlineExceeded {
+    /// The setting whose deadline passed: `read_timeout` or `write_timeout`.
+    pub fn setting(&self) -> &'static str {
+        self.setting
+    }
 }
 
 impl fmt::Display for DeadlineExceeded {

@@ -88,6 +88,7 @@ fn config(read: u64, write: u64) -> Config {
         addr: ([127, 0, 0, 1], 0).into(),
         read_timeout: Some(Duration::from_millis(read)),
         write_timeout: Some(Duration::from_millis(write)),
+        header_timeout: None,
     }
 }
 
@@ -233,4 +234,31 @@ async fn shutdown_refuses_new_connections_and_finishes_in_flight_requests() {
         .await
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_header_that_stalls_past_the_header_timeout_closes_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // read_timeout is long, as a builder's is for its uploads; the header timeout is not.
+    let config = Config {
+        header_timeout: Some(Duration::from_millis(300)),
+        ..config(60_000, 60_000)
+    };
+    let server = Server::start(config, handler_fn(routes)).await;
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    let mut half = TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    for stream in [&mut idle, &mut half] {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest));
+        assert_eq!(
+            closed.await.unwrap().unwrap(),
+            0,
+            "closed without an answer"
+        );
+    }
+    assert_eq!(get(server.addr, "/").await.0, StatusCode::OK);
+    server.shutdown().await;
 }

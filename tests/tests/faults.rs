@@ -1,0 +1,623 @@
+//! Faults injected into the real bed, and what the builder answers: a Docker Engine killed
+//! mid-build (a dockerd of this test's own, so the bed's is untouched), a registry that goes
+//! away mid-push (the bed's registry behind a proxy this test cuts), a body trickled past
+//! `read_timeout`, a thousand connections that never finish their header, SIGTERM with builds in
+//! flight, and a builder started without its payload secret.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use buildkit::Address;
+use bytes::Bytes;
+use function_builder_tests::api::{request_tar, sign, Server, Shape, SECRET};
+use function_builder_tests::bed::{wait_for_process, Bed};
+use function_builder_tests::client::{empty, full, read_body, send_tcp, TestBody};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A config for builds whose image is only tagged on the daemon, never pushed.
+const NO_PUSH: &str = r#"{"image":"127.0.0.1:1/faults/unpushed:1","skipPush":true}"#;
+
+/// Polls `check` every 100 ms until it holds or `timeout` passes; returns whether it held.
+async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Whether `dir` is empty within 10 s.
+async fn emptied(dir: &Path) -> bool {
+    eventually(Duration::from_secs(10), || async move {
+        entries(dir).is_empty()
+    })
+    .await
+}
+
+fn signal(pid: u32, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name} {pid}");
+}
+
+/// Kills every process whose command line holds `needle` (RUN steps a killed daemon left).
+fn kill_matching(needle: &str) {
+    let _ = Command::new("pkill").args(["-KILL", "-f", needle]).status();
+}
+
+/// A Docker Engine of this test's own, on temp dirs, started as tests/run starts the bed's.
+struct Dockerd {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Dockerd {
+    async fn start() -> Self {
+        // A short path: the socket's must fit in sun_path.
+        let dir = tempfile::Builder::new()
+            .prefix("fb-dk-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::write(dir.path().join("daemon.json"), "{}").unwrap();
+        let mut dockerd = Self { dir, child: None };
+        dockerd.launch().await;
+        dockerd
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("docker.sock")
+    }
+
+    async fn launch(&mut self) {
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("dockerd.log"))
+            .unwrap();
+        let child = Command::new("dockerd")
+            .arg("--config-file")
+            .arg(d.join("daemon.json"))
+            .arg("--data-root")
+            .arg(d.join("docker"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("dockerd.pid"))
+            .arg("--host")
+            .arg(format!("unix://{}", self.socket().display()))
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-masq=false",
+                "--userland-proxy=false",
+                "--storage-driver=overlay2",
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start dockerd");
+        self.child = Some(child);
+        let socket = self.socket();
+        let up = eventually(Duration::from_secs(60), || {
+            let socket = socket.clone();
+            async move {
+                Command::new("/usr/bin/docker")
+                    .arg("-H")
+                    .arg(format!("unix://{}", socket.display()))
+                    .arg("version")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            }
+        })
+        .await;
+        assert!(up, "dockerd answered within 60 s: {}", self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL, as an OOM killer or a node failure would, then the containerd it managed (a
+    /// supervisor restarting the Engine starts a new one): that one may linger as a zombie whose
+    /// pid file would make the next dockerd wait for it.
+    fn kill(&mut self) {
+        let mut child = self.child.take().expect("dockerd is running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kill_matching(&self.dir.path().to_string_lossy());
+        let _ = std::fs::remove_file(self.dir.path().join("exec/containerd/containerd.pid"));
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "TERM");
+            let _ = child.wait();
+        }
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        kill_matching(&dir);
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(1))
+            .filter(|p| p.starts_with(&dir))
+            .collect();
+        points.sort_unstable_by(|a, b| b.cmp(a));
+        for point in points {
+            let _ = Command::new("umount").args(["-l", point]).status();
+        }
+    }
+}
+
+/// A TCP proxy in front of a registry that can be cut: once `cut_after` bytes have gone
+/// towards the registry it closes every connection and its listener, as a registry that stops.
+struct Proxy {
+    addr: SocketAddr,
+    cut: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(addr: SocketAddr, upstream: String, cut_after: Option<u64>) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let sent = Arc::new(AtomicU64::new(0));
+        let trigger = Arc::clone(&cut);
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    () = trigger.notified() => break,
+                    accepted = listener.accept() => {
+                        let Ok((client, _)) = accepted else { continue };
+                        let upstream = upstream.clone();
+                        let (sent, trigger) = (Arc::clone(&sent), Arc::clone(&trigger));
+                        conns.spawn(async move {
+                            let Ok(server) = TcpStream::connect(&upstream).await else { return };
+                            let (mut client_rx, mut client_tx) = client.into_split();
+                            let (mut server_rx, mut server_tx) = server.into_split();
+                            let up = async {
+                                let mut buf = vec![0u8; 64 << 10];
+                                loop {
+                                    let n = match client_rx.read(&mut buf).await {
+                                        Ok(0) | Err(_) => break,
+                                        Ok(n) => n,
+                                    };
+                                    if server_tx.write_all(&buf[..n]).await.is_err() {
+                                        break;
+                                    }
+                                    let total = sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+                                    if cut_after.is_some_and(|limit| total >= limit) {
+                                        trigger.notify_one();
+                                    }
+                                }
+                                let _ = server_tx.shutdown().await;
+                            };
+                            let down = async {
+                                let _ = tokio::io::copy(&mut server_rx, &mut client_tx).await;
+                                let _ = client_tx.shutdown().await;
+                            };
+                            tokio::join!(up, down);
+                        });
+                    }
+                }
+            }
+            // Dropping the set aborts every connection; the listener goes with this task.
+            conns.shutdown().await;
+        });
+        Self { addr, cut, task }
+    }
+
+    /// Waits until the proxy has cut (its byte budget was reached), at most `timeout`.
+    async fn wait_cut(&mut self, timeout: Duration) {
+        tokio::time::timeout(timeout, &mut self.task)
+            .await
+            .expect("the push reached the proxy's budget")
+            .unwrap();
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut.notify_one();
+        self.task.abort();
+    }
+}
+
+/// A manifest's status in the bed's registry.
+async fn manifest_status(bed: &Bed, repo: &str, tag: &str) -> u16 {
+    let req = http::Request::get(format!("/v2/{repo}/manifests/{tag}"))
+        .header("host", bed.registry.as_str())
+        .header(
+            "accept",
+            "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json",
+        )
+        .body(empty())
+        .unwrap();
+    send_tcp(bed.registry.parse().unwrap(), req)
+        .await
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_docker_engine_killed_mid_build_is_503_and_the_builder_recovers_without_a_restart() {
+    let bed = Bed::get();
+    let mut dockerd = Dockerd::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let socket = dockerd.socket();
+    let server = Server::start(&bed, |s| {
+        s.buildkit = Address::Docker(socket);
+        s.work_dir = work.path().to_owned();
+    })
+    .await;
+    assert_eq!(server.get_json("/ready").await.0, 200);
+
+    let marker = format!("sleep 7{}", std::process::id());
+    let df = format!("FROM {}\nRUN {marker}\n", bed.base_image);
+    let tar = request_tar(Shape::Go, NO_PUSH, &[("Dockerfile", df.as_bytes(), 0o644)]);
+    let kill = async {
+        assert!(
+            wait_for_process(&marker, true, Duration::from_secs(120)).await,
+            "the RUN step started: {}",
+            dockerd.log()
+        );
+        dockerd.kill();
+    };
+    let post = tokio::time::timeout(Duration::from_secs(150), server.post_signed_with(tar, &[]));
+    let (answered, ()) = tokio::join!(post, kill);
+    kill_matching(&marker);
+    let answered = answered.expect("the request ended soon after the daemon died");
+    assert_eq!(answered.status, 503, "{}", answered.json);
+    assert_eq!(answered.retry_after.as_deref(), Some("10"));
+    let error = answered.json["error"].as_str().unwrap();
+    assert!(error.starts_with("buildkit unreachable: "), "{error}");
+    assert!(emptied(work.path()).await, "{:?}", entries(work.path()));
+
+    let (status, body) = server.get_json("/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("buildkit is not ready: "),
+        "{body}"
+    );
+
+    dockerd.launch().await;
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            server.get_json("/ready").await.0 == 200
+        })
+        .await,
+        "/ready went back to 200"
+    );
+    let df = format!("FROM {}\nRUN echo recovered\n", bed.base_image);
+    let tar = request_tar(Shape::Go, NO_PUSH, &[("Dockerfile", df.as_bytes(), 0o644)]);
+    let answered = server.post_signed_with(tar, &[]).await;
+    assert_eq!(answered.status, 200, "{}", answered.json);
+    assert_eq!(answered.json["status"], "success");
+}
+
+#[tokio::test]
+async fn a_registry_that_stops_mid_push_is_503_and_the_next_build_pushes() {
+    let bed = Bed::get();
+    let work = tempfile::tempdir().unwrap();
+    let server = Server::start(&bed, |s| s.work_dir = work.path().to_owned()).await;
+    // 4 MiB that do not compress: the push is under way when the first MiB has gone.
+    let mut noise = vec![0u8; 4 << 20];
+    let mut x = u64::from(std::process::id()) | 1;
+    for byte in &mut noise {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *byte = x as u8;
+    }
+    let df = format!("FROM {}\nCOPY noise /noise\n", bed.base_image);
+    let repo = format!("faults/registry-down-{}", std::process::id());
+    let mut proxy = Proxy::start(
+        "127.0.0.1:0".parse().unwrap(),
+        bed.registry.clone(),
+        Some(1 << 20),
+    )
+    .await;
+    let tar = |addr: SocketAddr, tag: &str| {
+        request_tar(
+            Shape::Python,
+            &json!({ "image": format!("{addr}/{repo}:{tag}") }).to_string(),
+            &[
+                ("Dockerfile", df.as_bytes(), 0o644),
+                ("noise", noise.as_slice(), 0o644),
+            ],
+        )
+    };
+    let addr = proxy.addr;
+    let post = server.post_signed_with(tar(addr, "1"), &[]);
+    let (answered, ()) = tokio::join!(post, proxy.wait_cut(Duration::from_secs(120)));
+    assert_eq!(answered.status, 503, "{}", answered.json);
+    assert_eq!(answered.retry_after.as_deref(), Some("10"));
+    let error = answered.json["error"].as_str().unwrap();
+    assert!(error.starts_with("registry unreachable: "), "{error}");
+    assert!(emptied(work.path()).await, "{:?}", entries(work.path()));
+
+    // The registry is back, on the same address.
+    let _proxy = Proxy::start(addr, bed.registry.clone(), None).await;
+    let answered = server.post_signed_with(tar(addr, "2"), &[]).await;
+    assert_eq!(answered.status, 200, "{}", answered.json);
+    assert_eq!(manifest_status(&bed, &repo, "2").await, 200);
+}
+
+#[tokio::test]
+async fn a_body_trickled_slower_than_read_timeout_is_cut_with_408() {
+    let bed = Bed::get();
+    let work = tempfile::tempdir().unwrap();
+    let server = Server::start_serving(
+        &bed,
+        |c| c.read_timeout = Some(Duration::from_secs(2)),
+        |s| s.work_dir = work.path().to_owned(),
+    )
+    .await;
+    // 2 MiB at once (so the body is spooled), then 1 KiB every 100 ms of a promised 64 MiB.
+    let frames = futures_util::stream::unfold(0u32, |n| async move {
+        if n > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let len = if n == 0 { 2 << 20 } else { 1024 };
+        Some((
+            Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![0u8; len]))),
+            n + 1,
+        ))
+    });
+    let body: TestBody = StreamBody::new(frames)
+        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        .boxed();
+    let req = http::Request::post("/build")
+        .header("host", "builder")
+        .header("content-length", (64u64 << 20).to_string())
+        .header("x-build-signature", sign(SECRET, b"whatever"))
+        .body(body)
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(30), send_tcp(server.addr, req))
+        .await
+        .expect("answered soon after read_timeout");
+    assert_eq!(resp.status(), 408);
+    let body: Value = serde_json::from_slice(&read_body(resp).await).unwrap();
+    assert_eq!(body["status"], "failed");
+    assert_eq!(
+        body["error"],
+        "request body not received within read_timeout"
+    );
+    assert!(emptied(work.path()).await, "{:?}", entries(work.path()));
+}
+
+#[tokio::test]
+async fn a_thousand_half_sent_headers_are_closed_while_health_and_builds_are_served() {
+    let bed = Bed::get();
+    rlimit::increase_nofile_limit(8192).unwrap();
+    let server = Server::start_serving(
+        &bed,
+        |c| c.header_timeout = Some(Duration::from_secs(3)),
+        |_| {},
+    )
+    .await;
+    let mut stalled = Vec::new();
+    for _ in 0..1000 {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"POST /build HTTP/1.1\r\nHost: builder\r\nContent-Le")
+            .await
+            .unwrap();
+        stalled.push(stream);
+    }
+    // Served meanwhile: health, and a build.
+    assert_eq!(server.get_json("/healthz").await.0, 200);
+    let df = format!("FROM {}\nRUN echo served\n", bed.base_image);
+    let tar = request_tar(
+        Shape::Node,
+        NO_PUSH,
+        &[("Dockerfile", df.as_bytes(), 0o644)],
+    );
+    let answered = server.post_signed_with(tar, &[]).await;
+    assert_eq!(answered.status, 200, "{}", answered.json);
+    // Every stalled connection is closed by the server, without an answer.
+    let closed = futures_util::future::join_all(stalled.into_iter().map(|mut stream| async move {
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut rest))
+            .await
+            .is_ok_and(|read| read.map_or(true, |n| n == 0))
+    }))
+    .await;
+    assert_eq!(closed.iter().filter(|c| **c).count(), 1000);
+    assert_eq!(server.get_json("/healthz").await.0, 200);
+}
+
+/// The builder-server binary (the template's `server` as production runs it), its address
+/// read from its log.
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+fn builder_command(dir: &Path, buildkit_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_builder-server"));
+    command
+        .env("upstream_url", "http://127.0.0.1:0")
+        .env("payload_secret_path", dir.join("payload-secret"))
+        .env("buildkit_url", buildkit_url)
+        .env("build_network", "none")
+        .env("docker_config", dir.join("none.json"))
+        .env("work_dir", dir)
+        .env("read_timeout", "60s")
+        .env("write_timeout", "120s")
+        .env_remove("disable_hmac")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+impl Process {
+    fn start(mut command: Command) -> Self {
+        let mut child = command.spawn().expect("start builder-server");
+        let (tx, stderr) = std::sync::mpsc::channel();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let pipe = std::io::BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in pipe.lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("addr=").nth(1) {
+                    let _ = addr_tx.send(addr.trim().to_owned());
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("builder-server logs its address")
+            .parse()
+            .unwrap();
+        Self {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn sigterm_with_two_builds_in_flight_answers_both_refuses_new_connections_and_exits_0() {
+    let bed = Bed::get();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("payload-secret"), SECRET).unwrap();
+    let mut builder = Process::start(builder_command(
+        dir.path(),
+        &format!("docker://{}", bed.docker_socket.display()),
+    ));
+    let addr = builder.addr;
+    let build = |n: u32| {
+        // The shell's command line names the step while its sleep runs.
+        let marker = format!("finished-{}-{n}", std::process::id());
+        let df = format!("FROM {}\nRUN sleep 8; echo {marker}\n", bed.base_image);
+        let tar = request_tar(Shape::Go, NO_PUSH, &[("Dockerfile", df.as_bytes(), 0o644)]);
+        let req = http::Request::post("/build")
+            .header("host", "builder")
+            .header("x-build-signature", sign(SECRET, &tar))
+            .body(full(tar))
+            .unwrap();
+        let answer = tokio::spawn(async move {
+            let resp = send_tcp(addr, req).await;
+            let status = resp.status().as_u16();
+            let body: Value = serde_json::from_slice(&read_body(resp).await).unwrap();
+            (status, body)
+        });
+        (marker, answer)
+    };
+    let (first, first_answer) = build(1);
+    let (second, second_answer) = build(2);
+    for marker in [&first, &second] {
+        assert!(
+            wait_for_process(marker, true, Duration::from_secs(120)).await,
+            "{marker} started"
+        );
+    }
+    signal(builder.child.id(), "TERM");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            TcpStream::connect(addr).await.is_err()
+        })
+        .await,
+        "new connections are refused after SIGTERM"
+    );
+    for (n, answer) in [(1, first_answer), (2, second_answer)] {
+        let (status, body) = answer.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "success");
+        assert!(
+            body["log"].as_array().unwrap().iter().any(|l| l
+                .as_str()
+                .unwrap()
+                .contains(&format!("finished-{}-{n}", std::process::id()))),
+            "{body}"
+        );
+    }
+    let exited = eventually(Duration::from_secs(30), || {
+        let done = builder.child.try_wait().unwrap();
+        async move { done.is_some() }
+    })
+    .await;
+    assert!(exited, "the builder exits once both are answered");
+    let status = builder.child.wait().unwrap();
+    assert!(status.success(), "{status}: {}", builder.log());
+}
+
+#[tokio::test]
+async fn a_builder_without_its_payload_secret_refuses_to_start() {
+    let bed = Bed::get();
+    let buildkit = format!("docker://{}", bed.docker_socket.display());
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("payload-secret");
+    for (contents, why) in [
+        (None, "No such file or directory".to_owned()),
+        (Some(" \n"), "is empty".to_owned()),
+    ] {
+        if let Some(contents) = contents {
+            std::fs::write(&secret, contents).unwrap();
+        }
+        let out = builder_command(dir.path(), &buildkit)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("payload secret {}", secret.display()))
+                && stderr.contains(&why),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("listening"), "{stderr}");
+    }
+}
