@@ -11,7 +11,7 @@ use function_builder_tests::api::SECRET;
 
 /// The builder-server binary, serving on a loopback port.
 pub(crate) struct BuilderProcess {
-    child: Child,
+    pub(crate) child: Child,
     pub(crate) addr: SocketAddr,
     pub(crate) secret_file: std::path::PathBuf,
     _dir: tempfile::TempDir,
