@@ -223,7 +223,17 @@ impl RequestArgs {
 /// e.g. for the builds a stopping `serve` cancels.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The variables clap reads for `--url` and `--secret-file`.
+const ENV_ARGS: [&str; 2] = ["OPENFAAS_REMOTE_BUILDER", "OPENFAAS_PAYLOAD_SECRET"];
+
 fn main() -> ExitCode {
+    // An empty variable (`OPENFAAS_REMOTE_BUILDER= function-builder build`) means unset, as in
+    // faas-cli; clap would call it a missing value. Removed before any thread starts.
+    for name in ENV_ARGS {
+        if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
+            std::env::remove_var(name);
+        }
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

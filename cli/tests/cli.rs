@@ -436,4 +436,13 @@ async fn help_shows_what_is_needed_and_what_values_mean() {
         "error: build needs the builder's URL and the payload secret: pass --url and \
          --secret-file, or set OPENFAAS_REMOTE_BUILDER and OPENFAAS_PAYLOAD_SECRET\n"
     );
+    // Set but empty counts as unset, not as a missing value.
+    let out = Command::new(BIN)
+        .args(["build", dir.path().to_str().unwrap(), "--skip-push"])
+        .env("OPENFAAS_REMOTE_BUILDER", "")
+        .env("OPENFAAS_PAYLOAD_SECRET", "")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), stderr);
 }
