@@ -99,27 +99,7 @@ pub(crate) struct StackFunction {
 pub(crate) fn load(path: &Path, function: Option<&str>) -> Result<StackFunction> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let text = substitute(&text, |var| std::env::var(var).ok())
-        .with_context(|| format!("{}: environment substitution", path.display()))?;
-    let stack: Stack = serde_yaml_ng::from_str(&text)
-        .with_context(|| format!("{} is not a valid stack file", path.display()))?;
-    if stack.provider.name != PROVIDER {
-        bail!(
-            "{}: provider.name must be {PROVIDER:?}, found {:?}",
-            path.display(),
-            stack.provider.name
-        );
-    }
-    if let Some(version) = stack
-        .version
-        .as_deref()
-        .filter(|v| !v.is_empty() && *v != "1.0")
-    {
-        bail!(
-            "{}: version must be \"1.0\", found {version:?}",
-            path.display()
-        );
-    }
+    let stack = parse(&text, |var| std::env::var(var).ok(), path)?;
     let (name, f) = pick(&stack, function, path)?;
     if f.skip_build {
         bail!("function {name} has skip_build: true in {}", path.display());
@@ -202,6 +182,75 @@ pub(crate) fn load(path: &Path, function: Option<&str>) -> Result<StackFunction>
             .map(str::to_owned)
             .collect(),
     })
+}
+
+/// The stack file's `text`, substituted from `lookup` and parsed, with the checks that need no
+/// folder: all [`load`] does before it looks at the disk. `path` only names the file in errors.
+fn parse(text: &str, lookup: impl Fn(&str) -> Option<String>, path: &Path) -> Result<Stack> {
+    let text = substitute(text, lookup)
+        .with_context(|| format!("{}: environment substitution", path.display()))?;
+    let stack: Stack = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("{} is not a valid stack file", path.display()))?;
+    if stack.provider.name != PROVIDER {
+        bail!(
+            "{}: provider.name must be {PROVIDER:?}, found {:?}",
+            path.display(),
+            stack.provider.name
+        );
+    }
+    if let Some(version) = stack
+        .version
+        .as_deref()
+        .filter(|v| !v.is_empty() && *v != "1.0")
+    {
+        bail!(
+            "{}: version must be \"1.0\", found {version:?}",
+            path.display()
+        );
+    }
+    Ok(stack)
+}
+
+/// Any bytes through all of [`load`] that reads no disk, as `fuzz/` runs it (its `stack` target
+/// includes this file by path) and the corpus replay below: no panic; text without `$` is left
+/// as it is by substitution; every function listed can be picked; a `configuration.copy` path
+/// that is accepted is a clean relative path inside the stack file's folder.
+///
+/// # Panics
+/// On a violation.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn check_untrusted(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    // Unset, empty and set variables, decided by the name, so an input always reads the same.
+    let lookup = |var: &str| match var.len() % 3 {
+        0 => None,
+        1 => Some(String::new()),
+        _ => Some(format!("<{var}>")),
+    };
+    if let Ok(substituted) = substitute(text, lookup) {
+        if !text.contains('$') {
+            assert_eq!(substituted, text);
+        }
+    }
+    let path = Path::new("stack.yml");
+    let Ok(stack) = parse(text, lookup, path) else {
+        return;
+    };
+    let _ = pick(&stack, None, path);
+    for name in stack.functions.keys() {
+        let (picked, _) = pick(&stack, Some(name), path).expect("a listed function");
+        assert_eq!(picked, name);
+    }
+    for extra in &stack.configuration.copy {
+        if let Ok(rel) = in_scope(extra) {
+            assert!(
+                rel.split('/').all(|part| !matches!(part, "" | "." | "..")),
+                "copy {extra:?} accepted as {rel:?}"
+            );
+        }
+    }
 }
 
 /// Environment substitution as faas-cli does it (drone/envsubst): `$VAR`, `${VAR}`, and
@@ -358,6 +407,19 @@ fn in_scope(extra: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The committed fuzz corpus (`fuzz/corpus/stack`), through what the fuzz target runs.
+    #[test]
+    fn the_fuzz_corpus_replays() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/stack");
+        let mut replayed = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            check_untrusted(&std::fs::read(&path).unwrap());
+            replayed += 1;
+        }
+        assert!(replayed > 0, "no corpus in {}", dir.display());
+    }
 
     #[test]
     fn copy_paths_stay_inside_the_project() {

@@ -367,6 +367,19 @@ impl DockerConfig {
     }
 }
 
+#[cfg(any(test, feature = "internals"))]
+impl DockerConfig {
+    /// Whether looking a host up may run a credential helper.
+    pub(crate) fn has_helpers(&self) -> bool {
+        self.creds_store.is_some() || self.cred_helpers.values().any(|name| !name.is_empty())
+    }
+
+    /// The keys of `auths`.
+    pub(crate) fn hosts(&self) -> Vec<String> {
+        self.auths.keys().cloned().collect()
+    }
+}
+
 impl Entry {
     /// Moves `auth` into `username` and `password`; false when it is not base64 of
     /// `user:password` with a non-empty user.

@@ -32,6 +32,9 @@ mod error;
 mod failure;
 mod fs;
 mod id;
+#[cfg(any(test, feature = "internals"))]
+#[doc(hidden)]
+pub mod internals;
 mod progress;
 mod proto;
 mod push;

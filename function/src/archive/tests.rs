@@ -599,3 +599,31 @@ proptest! {
         let _ = index_bytes(&bytes);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// A tar name is cleaned to its components as written, without `.` and empty ones; anything
+    /// that could name a place outside (absolute, `..`), a NUL or an over-long name is refused.
+    #[test]
+    fn tar_names_clean_to_their_components_or_are_refused(pieces in prop::collection::vec(
+        prop_oneof![
+            Just("a".to_owned()), Just("b.c".to_owned()), Just("/".to_owned()), Just(".".to_owned()),
+            Just("..".to_owned()), Just("...".to_owned()), Just("\0".to_owned()), Just("x".repeat(256)),
+        ],
+        0..8,
+    )) {
+        let raw = pieces.concat();
+        let components: Vec<&str> = raw.split('/').filter(|p| !matches!(*p, "" | ".")).collect();
+        let hostile = raw.starts_with('/')
+            || components.iter().any(|p| *p == ".." || p.contains('\0') || p.len() > 255)
+            || raw.len() > 4096;
+        match super::index::clean(&raw) {
+            Ok(parts) => {
+                prop_assert!(!hostile, "{:?} accepted as {:?}", raw, parts);
+                prop_assert_eq!(parts, components);
+            }
+            Err(err) => prop_assert!(hostile, "{:?} refused: {}", raw, err),
+        }
+    }
+}

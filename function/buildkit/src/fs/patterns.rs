@@ -40,7 +40,7 @@ pub fn parse_dockerignore(content: &str) -> Vec<String> {
 }
 
 /// Go's `filepath.Clean` for `/`-separated paths: the shortest equivalent path, lexically.
-fn clean(path: &str) -> String {
+pub(crate) fn clean(path: &str) -> String {
     let rooted = path.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
