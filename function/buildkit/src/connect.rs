@@ -87,15 +87,7 @@ pub(crate) async fn connect(
 
 fn unavailable(address: &Address, err: impl std::error::Error) -> BuildkitError {
     // tonic's transport error hides the cause one level down.
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message = format!("{message}: {text}");
-        }
-        source = cause.source();
-    }
+    let message = crate::error::error_chain(&err);
     BuildkitError::Unavailable {
         address: address.to_string(),
         message,

@@ -80,3 +80,17 @@ impl BuildkitError {
         }
     }
 }
+
+/// `err` and its sources, `: `-separated, each said once (hyper repeats its cause in its own text).
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        next = cause.source();
+    }
+    text
+}

@@ -478,7 +478,11 @@ fn solve_error(
     // A status the transport made, whatever its code (the daemon gone mid-build gives `Unknown:
     // transport error`), has the transport error as its source: the daemon did not answer.
     if let Some(source) = std::error::Error::source(&status) {
-        return unavailable(format!("{}: {}", status.message(), error_chain(source)));
+        return unavailable(format!(
+            "{}: {}",
+            status.message(),
+            crate::error::error_chain(source)
+        ));
     }
     let details = Details::of(&status);
     if !details.step_failed(status.message()) {
@@ -503,20 +507,6 @@ fn solve_error(
         step,
         output,
     }
-}
-
-/// `err` and its sources, `: `-separated, each said once (hyper repeats its cause in its own text).
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut next = err.source();
-    while let Some(cause) = next {
-        let said = cause.to_string();
-        if !text.contains(&said) {
-            text = format!("{text}: {said}");
-        }
-        next = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
