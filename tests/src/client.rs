@@ -26,6 +26,27 @@ pub fn full(bytes: Vec<u8>) -> TestBody {
         .boxed()
 }
 
+/// A request body of `chunks` as they come, e.g. a trickle or a body that stops.
+pub fn streamed(
+    chunks: impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
+) -> TestBody {
+    use futures_util::StreamExt;
+    http_body_util::StreamBody::new(chunks.map(|chunk| chunk.map(hyper::body::Frame::data)))
+        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        .boxed()
+}
+
+/// A `POST /build` of `body` that promises 64 MiB and is signed for other bytes: a body that
+/// is never accepted, for tests of what happens while it streams.
+pub fn promised_upload(body: TestBody, signature: String) -> http::Request<TestBody> {
+    http::Request::post("/build")
+        .header("host", "builder")
+        .header("content-length", (64u64 << 20).to_string())
+        .header("x-build-signature", signature)
+        .body(body)
+        .unwrap()
+}
+
 /// Sends `req` on a new TCP connection to `addr`.
 ///
 /// # Panics

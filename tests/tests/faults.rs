@@ -15,9 +15,7 @@ use buildkit::Address;
 use bytes::Bytes;
 use function_builder_tests::api::{request_tar, sign, Server, Shape, SECRET};
 use function_builder_tests::bed::{wait_for_process, Bed};
-use function_builder_tests::client::{empty, full, read_body, send_tcp, TestBody};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use function_builder_tests::client::{empty, full, promised_upload, read_body, send_tcp, streamed};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -391,25 +389,14 @@ async fn a_body_trickled_slower_than_read_timeout_is_cut_with_408() {
     )
     .await;
     // 2 MiB at once (so the body is spooled), then 1 KiB every 100 ms of a promised 64 MiB.
-    let frames = futures_util::stream::unfold(0u32, |n| async move {
+    let chunks = futures_util::stream::unfold(0u32, |n| async move {
         if n > 0 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let len = if n == 0 { 2 << 20 } else { 1024 };
-        Some((
-            Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![0u8; len]))),
-            n + 1,
-        ))
+        Some((Ok(Bytes::from(vec![0u8; len])), n + 1))
     });
-    let body: TestBody = StreamBody::new(frames)
-        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-        .boxed();
-    let req = http::Request::post("/build")
-        .header("host", "builder")
-        .header("content-length", (64u64 << 20).to_string())
-        .header("x-build-signature", sign(SECRET, b"whatever"))
-        .body(body)
-        .unwrap();
+    let req = promised_upload(streamed(chunks), sign(SECRET, b"whatever"));
     let resp = tokio::time::timeout(Duration::from_secs(30), send_tcp(server.addr, req))
         .await
         .expect("answered soon after read_timeout");

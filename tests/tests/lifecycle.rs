@@ -8,9 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use function_builder_tests::api::{request_tar, sign, Server, Shape, SECRET};
 use function_builder_tests::bed::{wait_for_process, Bed};
-use function_builder_tests::client::{full, read_body, send_tcp, TestBody};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use function_builder_tests::client::{full, promised_upload, read_body, send_tcp, streamed};
 use serde_json::Value;
 
 /// The entries of `dir` once it is empty, or what is still there after `timeout`.
@@ -39,26 +37,14 @@ async fn a_client_that_goes_away_mid_upload_leaves_no_temp_dir() {
     let server = Server::start(&bed, |s| s.work_dir = work.path().to_owned()).await;
     // A body that sends 2 MiB of a promised 64 MiB (more than the builder holds in memory, so it
     // is spooled to disk), then never more: the client drops it.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
-    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|frame| (frame, rx))
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
     });
-    let body: TestBody = StreamBody::new(frames)
-        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-        .boxed();
+    let req = promised_upload(streamed(chunks), sign(SECRET, b"whatever"));
     let addr = server.addr;
-    let request = tokio::spawn(async move {
-        let req = http::Request::post("/build")
-            .header("host", "builder")
-            .header("content-length", (64u64 << 20).to_string())
-            .header("x-build-signature", sign(SECRET, b"whatever"))
-            .body(body)
-            .unwrap();
-        send_tcp(addr, req).await
-    });
-    tx.send(Ok(Frame::data(Bytes::from(vec![0u8; 2 << 20]))))
-        .await
-        .unwrap();
+    let request = tokio::spawn(async move { send_tcp(addr, req).await });
+    tx.send(Ok(Bytes::from(vec![0u8; 2 << 20]))).await.unwrap();
     // The spool exists while the upload is under way ...
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while std::fs::read_dir(work.path()).unwrap().next().is_none() {
