@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use layout::{Layout, Links};
 
 #[derive(Parser)]
@@ -223,15 +223,19 @@ impl RequestArgs {
 /// e.g. for the builds a stopping `serve` cancels.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// The variables clap reads for `--url` and `--secret-file`.
-const ENV_ARGS: [&str; 2] = ["OPENFAAS_REMOTE_BUILDER", "OPENFAAS_PAYLOAD_SECRET"];
-
 fn main() -> ExitCode {
     // An empty variable (`OPENFAAS_REMOTE_BUILDER= function-builder build`) means unset, as in
-    // faas-cli; clap would call it a missing value. Removed before any thread starts.
-    for name in ENV_ARGS {
-        if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
-            std::env::remove_var(name);
+    // faas-cli; clap would call it a missing value. Every variable an argument reads, removed
+    // before any thread starts.
+    let command = Cli::command();
+    let names: Vec<std::ffi::OsString> = std::iter::once(&command)
+        .chain(command.get_subcommands())
+        .flat_map(clap::Command::get_arguments)
+        .filter_map(|arg| arg.get_env().map(ToOwned::to_owned))
+        .collect();
+    for name in names {
+        if std::env::var_os(&name).is_some_and(|v| v.is_empty()) {
+            std::env::remove_var(&name);
         }
     }
     let cli = Cli::parse();

@@ -18,6 +18,10 @@ use crate::{BuildError, Builder};
 /// the build's status stream back rather than growing a queue.
 const QUEUE: usize = 256;
 
+/// How many running steps a `build_timeout` message names, and how much of each name.
+const RUNNING_NAMED: usize = 3;
+const STEP_NAME_CHARS: usize = 120;
+
 /// What a build came to: its outcome, and its steps once it reached BuildKit.
 pub(crate) struct Ran {
     pub(crate) result: Result<BuildOutcome, BuildError>,
@@ -94,9 +98,22 @@ impl StepCounter {
         }
     }
 
-    /// The names of the steps running now, joined; `None` when none is.
+    /// The names of the steps running now, each once (a multi-platform build runs a step per
+    /// platform), at most [`RUNNING_NAMED`] of them, each cut to [`STEP_NAME_CHARS`]; `None`
+    /// when none is.
     fn running(&self) -> Option<String> {
-        let names: Vec<&str> = self.running.iter().map(|(_, name)| name.as_str()).collect();
+        let mut names: Vec<String> = Vec::new();
+        for (_, name) in &self.running {
+            let name: String = name.chars().take(STEP_NAME_CHARS).collect();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let more = names.len().saturating_sub(RUNNING_NAMED);
+        names.truncate(RUNNING_NAMED);
+        if more > 0 {
+            names.push(format!("{more} more"));
+        }
         (!names.is_empty()).then(|| names.join(", "))
     }
 

@@ -14,7 +14,7 @@ use bytes::Bytes;
 type HmacSha256 = Hmac<Sha256>;
 
 /// Bytes held in memory: the whole of a smaller body, or what is gathered before each write to
-/// the spool file.
+/// the spool file (one batch is gathered while the one before it is written: two at most).
 pub(crate) const SPOOL_BUFFER: usize = 1 << 20;
 
 /// Why a body was not accepted.

@@ -65,9 +65,12 @@ fn signal(pid: u32, name: &str) {
     assert!(ok, "kill -{name} {pid}");
 }
 
-/// Kills every process whose command line holds `needle` (RUN steps a killed daemon left).
-fn kill_matching(needle: &str) {
-    let _ = Command::new("pkill").args(["-KILL", "-f", needle]).status();
+/// Sends `signal` to every process whose whole command line matches the regex `pattern`
+/// (`pkill -f`), e.g. RUN steps a killed daemon left.
+fn kill_matching(pattern: &str, signal: &str) {
+    let _ = Command::new("pkill")
+        .args([&format!("-{signal}"), "-f", pattern])
+        .status();
 }
 
 /// A Docker Engine of this test's own, on temp dirs, started as tests/run starts the bed's.
@@ -153,19 +156,30 @@ impl Dockerd {
         let mut child = self.child.take().expect("dockerd is running");
         child.kill().unwrap();
         child.wait().unwrap();
-        kill_matching(&self.dir.path().to_string_lossy());
+        kill_matching(&self.dir.path().to_string_lossy(), "KILL");
         let _ = std::fs::remove_file(self.dir.path().join("exec/containerd/containerd.pid"));
+        let _ = std::fs::remove_file(self.dir.path().join("dockerd.pid"));
     }
 }
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            signal(child.id(), "TERM");
-            let _ = child.wait();
+            // Never a panic here: this may run while a failed test unwinds.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let stopped = (0..200).any(|_| {
+                std::thread::sleep(Duration::from_millis(100));
+                child.try_wait().is_ok_and(|exited| exited.is_some())
+            });
+            if !stopped {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
-        let dir = self.dir.path().to_string_lossy().into_owned();
-        kill_matching(&dir);
+        let dir = format!("{}/", self.dir.path().display());
+        kill_matching(&dir, "KILL");
         let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
         let mut points: Vec<&str> = mounts
             .lines()
@@ -179,30 +193,43 @@ impl Drop for Dockerd {
     }
 }
 
-/// A TCP proxy in front of a registry that can be cut: once `cut_after` bytes have gone
-/// towards the registry it closes every connection and its listener, as a registry that stops.
+/// A TCP proxy in front of a registry that can be cut: once `cut_after` bytes have gone towards
+/// the registry it closes every connection and then closes each new one at once, as a registry
+/// that stopped, until [`Proxy::restore`]. It keeps its port meanwhile, so no other socket can
+/// take it.
 struct Proxy {
     addr: SocketAddr,
-    cut: Arc<tokio::sync::Notify>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    went_down: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Proxy {
-    async fn start(addr: SocketAddr, upstream: String, cut_after: Option<u64>) -> Self {
-        let listener = TcpListener::bind(addr).await.unwrap();
+    async fn start(upstream: String, cut_after: u64) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let went_down = Arc::new(tokio::sync::Notify::new());
         let cut = Arc::new(tokio::sync::Notify::new());
         let sent = Arc::new(AtomicU64::new(0));
-        let trigger = Arc::clone(&cut);
+        let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (is_down, notify_down) = (Arc::clone(&down), Arc::clone(&went_down));
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
                 tokio::select! {
-                    () = trigger.notified() => break,
+                    () = cut.notified() => {
+                        is_down.store(true, Ordering::SeqCst);
+                        conns.shutdown().await;
+                        notify_down.notify_one();
+                    }
                     accepted = listener.accept() => {
                         let Ok((client, _)) = accepted else { continue };
+                        if is_down.load(Ordering::SeqCst) {
+                            continue; // dropped: closed at once
+                        }
                         let upstream = upstream.clone();
-                        let (sent, trigger) = (Arc::clone(&sent), Arc::clone(&trigger));
+                        let (sent, cut, fired) = (Arc::clone(&sent), Arc::clone(&cut), Arc::clone(&fired));
                         conns.spawn(async move {
                             let Ok(server) = TcpStream::connect(&upstream).await else { return };
                             let (mut client_rx, mut client_tx) = client.into_split();
@@ -218,8 +245,8 @@ impl Proxy {
                                         break;
                                     }
                                     let total = sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
-                                    if cut_after.is_some_and(|limit| total >= limit) {
-                                        trigger.notify_one();
+                                    if total >= cut_after && !fired.swap(true, Ordering::SeqCst) {
+                                        cut.notify_one();
                                     }
                                 }
                                 let _ = server_tx.shutdown().await;
@@ -233,24 +260,30 @@ impl Proxy {
                     }
                 }
             }
-            // Dropping the set aborts every connection; the listener goes with this task.
-            conns.shutdown().await;
         });
-        Self { addr, cut, task }
+        Self {
+            addr,
+            down,
+            went_down,
+            task,
+        }
     }
 
     /// Waits until the proxy has cut (its byte budget was reached), at most `timeout`.
-    async fn wait_cut(&mut self, timeout: Duration) {
-        tokio::time::timeout(timeout, &mut self.task)
+    async fn wait_cut(&self, timeout: Duration) {
+        tokio::time::timeout(timeout, self.went_down.notified())
             .await
-            .expect("the push reached the proxy's budget")
-            .unwrap();
+            .expect("the push reached the proxy's budget");
+    }
+
+    /// The registry is back: connections pass again, and are never cut again.
+    fn restore(&self) {
+        self.down.store(false, Ordering::SeqCst);
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.cut.notify_one();
         self.task.abort();
     }
 }
@@ -297,7 +330,7 @@ async fn a_docker_engine_killed_mid_build_is_503_and_the_builder_recovers_withou
     };
     let post = tokio::time::timeout(Duration::from_secs(150), server.post_signed_with(tar, &[]));
     let (answered, ()) = tokio::join!(post, kill);
-    kill_matching(&marker);
+    kill_matching(&format!("^{marker}$"), "KILL");
     let answered = answered.expect("the request ended soon after the daemon died");
     assert_eq!(answered.status, 503, "{}", answered.json);
     assert_eq!(answered.retry_after.as_deref(), Some("10"));
@@ -346,12 +379,7 @@ async fn a_registry_that_stops_mid_push_is_503_and_the_next_build_pushes() {
     }
     let df = format!("FROM {}\nCOPY noise /noise\n", bed.base_image);
     let repo = format!("faults/registry-down-{}", std::process::id());
-    let mut proxy = Proxy::start(
-        "127.0.0.1:0".parse().unwrap(),
-        bed.registry.clone(),
-        Some(1 << 20),
-    )
-    .await;
+    let proxy = Proxy::start(bed.registry.clone(), 1 << 20).await;
     let tar = |addr: SocketAddr, tag: &str| {
         request_tar(
             Shape::Python,
@@ -372,7 +400,7 @@ async fn a_registry_that_stops_mid_push_is_503_and_the_next_build_pushes() {
     assert!(emptied(work.path()).await, "{:?}", entries(work.path()));
 
     // The registry is back, on the same address.
-    let _proxy = Proxy::start(addr, bed.registry.clone(), None).await;
+    proxy.restore();
     let answered = server.post_signed_with(tar(addr, "2"), &[]).await;
     assert_eq!(answered.status, 200, "{}", answered.json);
     assert_eq!(manifest_status(&bed, &repo, "2").await, 200);
@@ -491,11 +519,12 @@ impl Process {
                 let _ = tx.send(line);
             }
         });
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("builder-server logs its address")
-            .parse()
-            .unwrap();
+        let Ok(addr) = addr_rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("builder-server logged no address within 30 s");
+        };
+        let addr = addr.parse().unwrap();
         Self {
             child,
             addr,
@@ -525,30 +554,33 @@ async fn sigterm_with_two_builds_in_flight_answers_both_refuses_new_connections_
         &format!("docker://{}", bed.docker_socket.display()),
     ));
     let addr = builder.addr;
+    // Each RUN sleeps until the test ends its sleep (its own command line, `sleep 9<pid><n>`),
+    // then prints its marker: both are surely in flight at the SIGTERM, however loaded the
+    // machine.
+    let pid = std::process::id();
     let build = |n: u32| {
-        // The shell's command line names the step while its sleep runs.
-        let marker = format!("finished-{}-{n}", std::process::id());
-        let df = format!("FROM {}\nRUN sleep 8; echo {marker}\n", bed.base_image);
+        let df = format!(
+            "FROM {}\nRUN sleep 9{pid}{n}; echo finished-{pid}-{n}\n",
+            bed.base_image
+        );
         let tar = request_tar(Shape::Go, NO_PUSH, &[("Dockerfile", df.as_bytes(), 0o644)]);
         let req = http::Request::post("/build")
             .header("host", "builder")
             .header("x-build-signature", sign(SECRET, &tar))
             .body(full(tar))
             .unwrap();
-        let answer = tokio::spawn(async move {
+        tokio::spawn(async move {
             let resp = send_tcp(addr, req).await;
             let status = resp.status().as_u16();
             let body: Value = serde_json::from_slice(&read_body(resp).await).unwrap();
             (status, body)
-        });
-        (marker, answer)
+        })
     };
-    let (first, first_answer) = build(1);
-    let (second, second_answer) = build(2);
-    for marker in [&first, &second] {
+    let answers = [build(1), build(2)];
+    for n in [1, 2] {
         assert!(
-            wait_for_process(marker, true, Duration::from_secs(120)).await,
-            "{marker} started"
+            wait_for_process(&format!("sleep 9{pid}{n}"), true, Duration::from_secs(120)).await,
+            "build {n}'s RUN started"
         );
     }
     signal(builder.child.id(), "TERM");
@@ -559,15 +591,22 @@ async fn sigterm_with_two_builds_in_flight_answers_both_refuses_new_connections_
         .await,
         "new connections are refused after SIGTERM"
     );
-    for (n, answer) in [(1, first_answer), (2, second_answer)] {
-        let (status, body) = answer.await.unwrap();
+    for n in [1, 2] {
+        kill_matching(&format!("^sleep 9{pid}{n}$"), "TERM");
+    }
+    for (n, answer) in (1..).zip(answers) {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(120), answer)
+            .await
+            .expect("answered after SIGTERM")
+            .unwrap();
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["status"], "success");
         assert!(
-            body["log"].as_array().unwrap().iter().any(|l| l
-                .as_str()
+            body["log"]
+                .as_array()
                 .unwrap()
-                .contains(&format!("finished-{}-{n}", std::process::id()))),
+                .iter()
+                .any(|l| l.as_str().unwrap().contains(&format!("finished-{pid}-{n}"))),
             "{body}"
         );
     }

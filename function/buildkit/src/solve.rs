@@ -478,11 +478,14 @@ fn solve_error(
     // A status the transport made, whatever its code (the daemon gone mid-build gives `Unknown:
     // transport error`), has the transport error as its source: the daemon did not answer.
     if let Some(source) = std::error::Error::source(&status) {
-        return unavailable(format!(
-            "{}: {}",
-            status.message(),
-            crate::error::error_chain(source)
-        ));
+        // tonic's message is often the source's own text: say it once.
+        let chain = crate::error::error_chain(source);
+        let message = if chain.starts_with(status.message()) {
+            chain
+        } else {
+            format!("{}: {chain}", status.message())
+        };
+        return unavailable(message);
     }
     let details = Details::of(&status);
     if !details.step_failed(status.message()) {

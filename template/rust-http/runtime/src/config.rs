@@ -18,7 +18,7 @@ pub struct Config {
     /// Longest time a connection may take to send a request's header, and stay idle between
     /// requests (`read_header_timeout`, as Go's `ReadHeaderTimeout`), at most `read_timeout`:
     /// a client that opens connections and never finishes a header cannot hold them. `None`
-    /// disables it.
+    /// (`read_header_timeout=0`): as long as `read_timeout`.
     pub header_timeout: Option<Duration>,
 }
 
