@@ -12,6 +12,7 @@ mod spool;
 mod stack;
 mod submit;
 mod transport;
+mod vendor;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -153,6 +154,14 @@ struct RequestArgs {
     /// Build without pushing.
     #[arg(long)]
     skip_push: bool,
+    /// Put every crate the context's cargo workspace (its root Cargo.toml, e.g. a rust-http
+    /// stack function's) needs into it (`cargo vendor`, leaving out other platforms' crates
+    /// when cargo-vendor-filterer is installed), so it builds with no network. Implies --gzip.
+    #[arg(long)]
+    vendor: bool,
+    /// Send the request tar gzip-compressed.
+    #[arg(long)]
+    gzip: bool,
     #[command(flatten)]
     secrets: secrets::SecretArgs,
 }
@@ -162,6 +171,8 @@ struct Request {
     layout: Layout,
     config: pack::Config,
     build_secrets: secrets::Values,
+    /// The vendored crates the layout points at (`--vendor`), removed when dropped.
+    _vendored: Option<tempfile::TempDir>,
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -178,9 +189,10 @@ impl RequestArgs {
             build_args: BTreeMap::new(),
             platforms: self.platforms.clone(),
             skip_push: self.skip_push,
+            gzip: self.gzip || self.vendor,
         };
         let mut stack_secrets = BTreeMap::new();
-        let layout = match (&self.dir, &self.yaml) {
+        let mut layout = match (&self.dir, &self.yaml) {
             (Some(dir), _) => {
                 let mut layout = Layout::new();
                 if !dir.is_dir() {
@@ -211,10 +223,15 @@ impl RequestArgs {
             bail!("--image is required unless --skip-push is given");
         }
         let build_secrets = self.secrets.values(&stack_secrets)?;
+        let vendored = match self.vendor {
+            true => Some(vendor::vendor(&mut layout)?),
+            false => None,
+        };
         Ok(Request {
             layout,
             config,
             build_secrets,
+            _vendored: vendored,
         })
     }
 }
@@ -268,6 +285,7 @@ async fn run(cli: Cli) -> Result<()> {
                 layout,
                 config,
                 build_secrets,
+                _vendored,
             } = request.resolve()?;
             // Sealed before the output is created: a missing key leaves no file behind.
             let sealed = request.secrets.seal(&build_secrets, None).await?;
@@ -301,6 +319,7 @@ async fn run(cli: Cli) -> Result<()> {
                 layout,
                 config,
                 build_secrets,
+                _vendored,
             } = request.resolve()?;
             let sealed = request.secrets.seal(&build_secrets, Some(&target)).await?;
             drop(build_secrets);

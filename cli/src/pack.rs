@@ -25,6 +25,8 @@ pub(crate) struct Config {
     pub(crate) build_args: BTreeMap<String, String>,
     pub(crate) platforms: Vec<String>,
     pub(crate) skip_push: bool,
+    /// Send the tar gzip-compressed (the builder takes either; not part of the JSON).
+    pub(crate) gzip: bool,
 }
 
 impl Config {
@@ -43,8 +45,24 @@ impl Config {
 }
 
 /// Writes the request tar for `layout` (which must hold a Dockerfile), `config` and the
-/// `sealed` secrets file, if any, to `out`; returns `out`.
+/// `sealed` secrets file, if any, to `out`, gzipped when `config.gzip`; returns `out`.
 pub(crate) fn pack<W: Write>(
+    layout: &Layout,
+    config: &Config,
+    sealed: Option<&[u8]>,
+    out: W,
+) -> Result<W> {
+    if !config.gzip {
+        return write_tar(layout, config, sealed, out);
+    }
+    // The default level: a vendored Rust context (128 MB of sources) packs to 20 MB in about
+    // 3 s; the best level saves 5% more at twice the time.
+    let gzip = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    let gzip = write_tar(layout, config, sealed, gzip)?;
+    gzip.finish().context("writing the request")
+}
+
+fn write_tar<W: Write>(
     layout: &Layout,
     config: &Config,
     sealed: Option<&[u8]>,

@@ -113,6 +113,7 @@ mod tests {
             build_args: Default::default(),
             platforms: Vec::new(),
             skip_push: false,
+            gzip: false,
         };
         let sealed = Some(&b"version: v1\n"[..]);
         let spooled = spool(&layout, &config, sealed, "  s3cret\n").unwrap();

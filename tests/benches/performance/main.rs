@@ -12,13 +12,16 @@
 //! twice, then one file changed); a fully cached rebuild through the API and the client alone;
 //! intake (HMAC-SHA256 and spool of a 1 GiB body) against `openssl dgst -sha256 -hmac`; the CLI's
 //! CPU and peak RSS; signature rejections per second (`wrk`) while a build runs; the builder's
-//! CPU and peak RSS per build.
+//! CPU and peak RSS per build; the builder's own image built through our API against
+//! `docker build` (cold and with one source file changed), its compressed size and its server's
+//! start-up time (`selfbuild.rs`).
 //!
-//! `BENCH_ONLY=small,large,standalone,warm,cached,intake,rejection` runs some parts only.
+//! `BENCH_ONLY=small,large,standalone,warm,cached,intake,rejection,self` runs some parts only.
 //! `BENCH_SMOKE=1` runs everything once on tiny inputs (a check that the program works, not a
 //! measurement). Run it with `tests/bench` (see README, "Performance").
 
 mod procs;
+mod selfbuild;
 mod table;
 
 use std::fs;
@@ -118,6 +121,9 @@ fn main() {
     }
     if part("rejection") {
         bench.rejection(&mut table, &small, &builder, sizes.wrk_secs);
+    }
+    if part("self") {
+        bench.self_build(&mut table, &builder);
     }
 
     println!("\n## function-builder performance\n");
