@@ -9,39 +9,11 @@
 mod common;
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{cli, strings, write, Serve};
-use function_builder_tests::bed::Bed;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-/// Runs a repository script with the bed's Docker Engine; returns its stdout, or panics with
-/// what it printed.
-fn script(bed: &Bed, args: &[&str]) -> String {
-    let out = Command::new(repo().join(args[0]))
-        .current_dir(repo())
-        .args(&args[1..])
-        .env(
-            "DOCKER_HOST",
-            format!("unix://{}", bed.docker_socket.display()),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use function_builder_tests::bed::{repo_root, Bed};
 
 /// `docker rm -f` of a container when dropped.
 struct Container<'a> {
@@ -52,6 +24,47 @@ struct Container<'a> {
 impl Drop for Container<'_> {
     fn drop(&mut self) {
         let _ = self.bed.docker(&["rm", "-f", &self.name]);
+    }
+}
+
+/// The base images, made once for the tests of this file (`Bed::self_build_images`).
+fn images(bed: &Bed) -> Vec<String> {
+    static IMAGES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    IMAGES.get_or_init(|| bed.self_build_images()).clone()
+}
+
+/// Runs `image` as it runs itself (its CMD: the watchdog stand-in, which execs the server) on the
+/// host's network, a free loopback port as `upstream_url`, with `extra` `docker run` arguments;
+/// returns the container (removed when dropped) and the port.
+fn run_image<'a>(bed: &'a Bed, image: &str, extra: &[&str]) -> (Container<'a>, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let name = format!("fb-self-build-{}-{port}", std::process::id());
+    let upstream = format!("upstream_url=http://127.0.0.1:{port}");
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "host",
+        "-e",
+        &upstream,
+    ];
+    args.extend_from_slice(extra);
+    args.push(image);
+    let (ok, _, stderr) = bed.docker(&args);
+    assert!(ok, "docker run {image}: {stderr}");
+    (Container { bed, name }, port)
+}
+
+impl Container<'_> {
+    fn logs(&self) -> String {
+        let (_, stdout, stderr) = self.bed.docker(&["logs", &self.name]);
+        format!("{stdout}{stderr}")
     }
 }
 
@@ -88,22 +101,17 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
 async fn the_builder_builds_its_own_image_offline_and_that_image_serves_builds_as_uid_1000() {
     let bed = Bed::get();
     let started = Instant::now();
-    let images = script(&bed, &["tests/self-build-images"]);
-    let build_args: Vec<&str> = images.lines().filter(|l| l.contains('=')).collect();
-    assert_eq!(build_args.len(), 3, "{images}");
+    let build_args = images(&bed);
     eprintln!("base images ready after {:?}", started.elapsed());
 
     let dir = tempfile::tempdir().unwrap();
     let context = dir.path().join("function-builder");
-    script(
-        &bed,
-        &[
-            "deploy/shrinkwrap",
-            "--vendor",
-            "function",
-            context.to_str().unwrap(),
-        ],
-    );
+    bed.script(&[
+        "deploy/shrinkwrap",
+        "--vendor",
+        "function",
+        context.to_str().unwrap(),
+    ]);
     assert!(context.join(".cargo/config.toml").is_file());
     let secret = dir.path().join("payload-secret");
     std::fs::write(&secret, "self-build-secret\n").unwrap();
@@ -132,7 +140,7 @@ async fn the_builder_builds_its_own_image_offline_and_that_image_serves_builds_a
         &secret_arg,
     ]);
     for arg in &build_args {
-        args.extend(strings(&["--build-arg", arg]));
+        args.extend(strings(&["--build-arg", arg.as_str()]));
     }
     let built = Instant::now();
     let (ok, stdout, stderr) = cli(args).await;
@@ -163,45 +171,34 @@ async fn the_builder_builds_its_own_image_offline_and_that_image_serves_builds_a
     );
     assert_eq!(config["Cmd"], serde_json::json!(["fwatchdog"]), "{config}");
 
-    // Its server, started as the image starts it (the watchdog stand-in execs fprocess), on a
-    // free loopback port, against the bed's dockerd through its socket.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    // Its server, started as the image starts it, against the bed's dockerd through its socket.
+    let socket_gid = std::fs::metadata(&bed.docker_socket)
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let socket_gid = std::fs::metadata(&bed.docker_socket).unwrap().gid();
-    let name = format!("fb-self-build-{}", std::process::id());
-    let (ok, _, stderr) = bed.docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        "host",
-        "--group-add",
-        &socket_gid.to_string(),
-        "-v",
-        &format!("{}:/var/run/docker.sock", bed.docker_socket.display()),
-        "-v",
-        &format!(
-            "{}:/var/openfaas/secrets/payload-secret:ro",
-            secret.display()
-        ),
-        "-e",
-        &format!("upstream_url=http://127.0.0.1:{port}"),
-        "-e",
-        "buildkit_url=docker:///var/run/docker.sock",
-        "-e",
-        "build_network=none",
+        .gid()
+        .to_string();
+    let socket = format!("{}:/var/run/docker.sock", bed.docker_socket.display());
+    let secret_mount = format!(
+        "{}:/var/openfaas/secrets/payload-secret:ro",
+        secret.display()
+    );
+    let (container, port) = run_image(
+        &bed,
         &image,
-    ]);
-    assert!(ok, "docker run {image}: {stderr}");
-    let container = Container {
-        bed: &bed,
-        name: name.clone(),
-    };
-    let logs = || container.bed.docker(&["logs", &container.name]).2;
+        &[
+            "--group-add",
+            &socket_gid,
+            "-v",
+            &socket,
+            "-v",
+            &secret_mount,
+            "-e",
+            "buildkit_url=docker:///var/run/docker.sock",
+            "-e",
+            "build_network=none",
+        ],
+    );
+    let name = container.name.clone();
+    let logs = || container.logs();
     let health = poll(Duration::from_secs(30), || {
         get(port, "/healthz").filter(|(status, _)| *status == 200)
     })
@@ -261,4 +258,96 @@ async fn the_builder_builds_its_own_image_offline_and_that_image_serves_builds_a
     drop(container);
     drop(serve);
     eprintln!("whole test took {:?}", started.elapsed());
+}
+
+/// Builds the `hello` function of the stack file in `project` with `--vendor` and the base
+/// images, then runs its image; returns what `GET /?name=x` answers.
+async fn build_and_ask(
+    bed: &Bed,
+    serve: &Serve,
+    secret: &str,
+    project: &Path,
+    image: &str,
+) -> String {
+    let mut args = strings(&[
+        "build",
+        "-f",
+        project.join("stack.yml").to_str().unwrap(),
+        "--vendor",
+        "--image",
+        image,
+        "--progress",
+        "plain",
+        "--url",
+        &serve.url,
+        "--secret-file",
+        secret,
+    ]);
+    for arg in images(bed) {
+        args.extend(strings(&["--build-arg", arg.as_str()]));
+    }
+    let (ok, stdout, stderr) = cli(args).await;
+    assert!(ok, "build of {image}:\n{stderr}\n{stdout}");
+    let _ = bed.docker(&["rmi", "-f", image]);
+    let (ok, _, stderr) = bed.docker(&["pull", "-q", image]);
+    assert!(ok, "docker pull {image}: {stderr}");
+    let (container, port) = run_image(bed, image, &[]);
+    let answer = poll(Duration::from_secs(30), || {
+        get(port, "/?name=x").filter(|(status, _)| *status == 200)
+    })
+    .await;
+    let Some((_, body)) = answer else {
+        panic!("{image} never answered: {}", container.logs());
+    };
+    body
+}
+
+/// The template keeps cargo's target dir in a cache mount, and cargo decides what to rebuild by
+/// mtime, while a build context's mtimes are whatever its sender chose (ours: one fixed value,
+/// so the same files pack to the same bytes). A rebuild must still compile an edited source,
+/// and a function must never get the code of another built before it into the same cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuild_through_the_cache_mounts_compiles_the_edited_sources() {
+    let bed = Bed::get();
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path();
+    std::fs::create_dir(project.join("template")).unwrap();
+    std::os::unix::fs::symlink(
+        repo_root().join("template/rust-http"),
+        project.join("template/rust-http"),
+    )
+    .unwrap();
+    let scaffold = repo_root().join("template/rust-http/function");
+    let lib = std::fs::read_to_string(scaffold.join("src/lib.rs")).unwrap();
+    write(
+        project,
+        "hello/Cargo.toml",
+        &std::fs::read_to_string(scaffold.join("Cargo.toml")).unwrap(),
+    );
+    write(
+        project,
+        "stack.yml",
+        "version: 1.0\nprovider:\n  name: openfaas\nfunctions:\n  hello:\n    lang: rust-http\n    handler: ./hello\n",
+    );
+    let secret = project.join("payload-secret");
+    std::fs::write(&secret, "rebuild-secret\n").unwrap();
+    let secret = secret.to_str().unwrap().to_owned();
+    let docker_host = format!("unix://{}", bed.docker_socket.display());
+    let serve = Serve::start(
+        &["--network", "none", "--secret-file", &secret],
+        &[("DOCKER_HOST", &docker_host)],
+    );
+    for (n, greeting) in ["First", "Second", "First"].iter().enumerate() {
+        write(
+            project,
+            "hello/src/lib.rs",
+            &lib.replace(
+                "\"Hello, {name}!\\n\"",
+                &format!("\"{greeting} {{name}}\\n\""),
+            ),
+        );
+        let image = format!("{}/self-build-hello:{n}", bed.registry);
+        let body = build_and_ask(&bed, &serve, &secret, project, &image).await;
+        assert_eq!(body, format!("{greeting} x\n"), "build {n} ({image})");
+    }
 }

@@ -5,16 +5,9 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::path::{Path, PathBuf};
 
 use common::{cli, strings};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
+use function_builder_tests::bed::repo_root as repo;
 
 /// Package name → versions, of a Cargo.lock.
 fn packages(lock: &str) -> BTreeMap<String, BTreeSet<String>> {

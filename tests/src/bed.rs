@@ -164,3 +164,53 @@ fn processes_running(needle: &str) -> usize {
         })
         .count()
 }
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+impl Bed {
+    /// Runs a script of the repository (`args[0]`, relative to its root, which is also the
+    /// working dir) against the bed's Engine; returns its stdout.
+    ///
+    /// # Panics
+    /// When it cannot start or fails, with its stderr.
+    pub fn script(&self, args: &[&str]) -> String {
+        let out = Command::new(repo_root().join(args[0]))
+            .args(&args[1..])
+            .current_dir(repo_root())
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.docker_socket.display()),
+            )
+            .output()
+            .unwrap_or_else(|err| panic!("{}: {err}", args[0]));
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `tests/self-build-images`: the rust-http template's base images made on this machine and
+    /// pushed to the bed's registry, as `KEY=IMAGE` build args (RUST_IMAGE, RUNTIME_IMAGE,
+    /// WATCHDOG_IMAGE).
+    ///
+    /// # Panics
+    /// When the script fails or does not name all three.
+    pub fn self_build_images(&self) -> Vec<String> {
+        let out = self.script(&["tests/self-build-images"]);
+        let args: Vec<String> = out
+            .lines()
+            .filter(|l| l.contains('='))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(args.len(), 3, "tests/self-build-images printed {out:?}");
+        args
+    }
+}

@@ -185,21 +185,47 @@ pub fn check_order(sent: &[(String, bool)]) {
     }
 }
 
-/// An in-memory tree of the given paths: every proper prefix is a directory, the rest files.
-struct MemTree(BTreeMap<String, EntryKind>);
+/// An in-memory tree: paths to kinds, every proper prefix of a path a directory. Shared with the
+/// walk's unit tests.
+pub(crate) struct MemTree(BTreeMap<String, EntryKind>);
 
 impl MemTree {
-    fn new(paths: &[String]) -> Self {
-        let mut tree = BTreeMap::new();
+    /// The given paths as files (any string is a path: the fuzz targets' trees).
+    pub(crate) fn new<S: AsRef<str>>(paths: &[S]) -> Self {
+        let mut tree = Self(BTreeMap::new());
         for path in paths {
-            let mut at = 0;
-            while let Some(slash) = path[at..].find('/') {
-                tree.insert(path[..at + slash].to_owned(), EntryKind::Dir);
-                at += slash + 1;
-            }
-            tree.entry(path.clone()).or_insert(EntryKind::File);
+            tree.add(path.as_ref(), EntryKind::File);
         }
-        Self(tree)
+        tree
+    }
+
+    /// Paths as written in tests: `dir/` a directory, `link -> target` a symlink, the rest
+    /// files.
+    #[cfg(test)]
+    pub(crate) fn parse(specs: &[&str]) -> Self {
+        let mut tree = Self(BTreeMap::new());
+        for spec in specs {
+            match (spec.strip_suffix('/'), spec.split_once(" -> ")) {
+                (Some(dir), _) => tree.add(dir, EntryKind::Dir),
+                (None, Some((link, target))) => tree.add(
+                    link,
+                    EntryKind::Symlink {
+                        target: target.to_owned(),
+                    },
+                ),
+                (None, None) => tree.add(spec, EntryKind::File),
+            }
+        }
+        tree
+    }
+
+    fn add(&mut self, path: &str, kind: EntryKind) {
+        let mut at = 0;
+        while let Some(slash) = path[at..].find('/') {
+            self.0.insert(path[..at + slash].to_owned(), EntryKind::Dir);
+            at += slash + 1;
+        }
+        self.0.entry(path.to_owned()).or_insert(kind);
     }
 }
 
@@ -216,12 +242,17 @@ impl SourceTree for MemTree {
                     None if dir.is_empty() => path,
                     _ => return None,
                 };
+                let permissions = if *kind == EntryKind::Dir {
+                    0o755
+                } else {
+                    0o644
+                };
                 Some(Entry {
                     name: name.to_owned(),
                     kind: kind.clone(),
-                    permissions: 0o644,
-                    size: 0,
-                    mtime_ns: 0,
+                    permissions,
+                    size: 3,
+                    mtime_ns: 7,
                 })
             })
             .collect())

@@ -6,7 +6,7 @@
 //! on `/healthz`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,49 +19,17 @@ use crate::Bench;
 /// How many times the server is started for the start-up row.
 const STARTS: usize = 10;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-/// Runs a repository script against the bed's Engine; its stdout.
-fn script(docker_host: &str, args: &[&str]) -> String {
-    let out = Command::new(repo().join(args[0]))
-        .current_dir(repo())
-        .args(&args[1..])
-        .env("DOCKER_HOST", docker_host)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 impl Bench<'_> {
     pub(crate) fn self_build(&self, table: &mut Table, builder: &BuilderProcess) {
-        let docker_host = format!("unix://{}", self.bed.docker_socket.display());
-        let images = script(&docker_host, &["tests/self-build-images"]);
-        let build_args: Vec<String> = images
-            .lines()
-            .filter(|l| l.contains('='))
-            .map(str::to_owned)
-            .collect();
+        let build_args = self.bed.self_build_images();
         let dir = tempfile::tempdir().unwrap();
         let ctx = dir.path().join("function-builder");
-        script(
-            &docker_host,
-            &[
-                "deploy/shrinkwrap",
-                "--vendor",
-                "function",
-                ctx.to_str().unwrap(),
-            ],
-        );
+        self.bed.script(&[
+            "deploy/shrinkwrap",
+            "--vendor",
+            "function",
+            ctx.to_str().unwrap(),
+        ]);
         let lib = ctx.join("function/src/lib.rs");
         let original = fs::read_to_string(&lib).unwrap();
         let edit = |n: usize| fs::write(&lib, format!("{original}\n// bench edit {n}\n")).unwrap();

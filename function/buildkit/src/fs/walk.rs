@@ -98,79 +98,8 @@ fn walk_dir(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::io::{self, Read};
-
     use super::*;
-    use crate::fs::Entry;
-
-    /// An in-memory tree: paths to kinds, directories implied by their children or listed.
-    struct MemTree(BTreeMap<String, EntryKind>);
-
-    impl MemTree {
-        fn new(paths: &[&str]) -> Self {
-            let mut map = BTreeMap::new();
-            for path in paths {
-                let (path, kind) = match path.strip_suffix('/') {
-                    Some(dir) => (dir, EntryKind::Dir),
-                    None => match path.split_once(" -> ") {
-                        Some((link, target)) => (
-                            link,
-                            EntryKind::Symlink {
-                                target: target.to_owned(),
-                            },
-                        ),
-                        None => (*path, EntryKind::File),
-                    },
-                };
-                let mut parent = String::new();
-                for part in path.split('/').collect::<Vec<_>>().split_last().unwrap().1 {
-                    parent = if parent.is_empty() {
-                        (*part).to_owned()
-                    } else {
-                        format!("{parent}/{part}")
-                    };
-                    map.insert(parent.clone(), EntryKind::Dir);
-                }
-                map.insert(path.to_owned(), kind);
-            }
-            Self(map)
-        }
-    }
-
-    impl SourceTree for MemTree {
-        fn read_dir(&self, dir: &str) -> io::Result<Vec<Entry>> {
-            // Reverse order on purpose: the walk must sort, not trust the tree's order.
-            Ok(self
-                .0
-                .iter()
-                .rev()
-                .filter_map(|(path, kind)| {
-                    let name = match path.rsplit_once('/') {
-                        Some((parent, name)) if parent == dir => name,
-                        None if dir.is_empty() => path.as_str(),
-                        _ => return None,
-                    };
-                    let permissions = if *kind == EntryKind::Dir {
-                        0o755
-                    } else {
-                        0o644
-                    };
-                    Some(Entry {
-                        name: name.to_owned(),
-                        kind: kind.clone(),
-                        permissions,
-                        size: 3,
-                        mtime_ns: 7,
-                    })
-                })
-                .collect())
-        }
-
-        fn open(&self, _path: &str) -> io::Result<Box<dyn Read + Send>> {
-            Ok(Box::new(io::empty()))
-        }
-    }
+    use crate::internals::MemTree;
 
     fn paths(tree: &MemTree, include: &[&str], exclude: &[&str]) -> Vec<String> {
         let own = |p: &[&str]| p.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
@@ -184,7 +113,7 @@ mod tests {
 
     #[test]
     fn names_sort_per_directory_not_as_whole_paths() {
-        let tree = MemTree::new(&["a/x", "a-b", "a.txt", "Dockerfile", "b/", "a/y/z"]);
+        let tree = MemTree::parse(&["a/x", "a-b", "a.txt", "Dockerfile", "b/", "a/y/z"]);
         // '-' (0x2d) and '.' (0x2e) sort before '/' (0x2f), so a whole-path sort would put
         // `a-b` and `a.txt` before `a/x`; fsutil's receiver rejects that as out of order.
         assert_eq!(
@@ -204,7 +133,7 @@ mod tests {
 
     #[test]
     fn stats_carry_go_modes_root_owner_and_link_targets() {
-        let tree = MemTree::new(&["dir/", "link -> dir/file", "dir/file"]);
+        let tree = MemTree::parse(&["dir/", "link -> dir/file", "dir/file"]);
         let walked = walk(&tree, &Filter::new(&[], &[]).unwrap()).unwrap();
         let stats: Vec<_> = walked
             .iter()
@@ -227,7 +156,7 @@ mod tests {
 
     #[test]
     fn excluded_entries_are_not_sent_and_parents_of_exceptions_are() {
-        let tree = MemTree::new(&[
+        let tree = MemTree::parse(&[
             "Dockerfile",
             "docs/a.md",
             "docs/keep.txt",
@@ -243,7 +172,7 @@ mod tests {
 
     #[test]
     fn include_patterns_send_lazy_parents_only_for_kept_children() {
-        let tree = MemTree::new(&[
+        let tree = MemTree::parse(&[
             "Dockerfile",
             "sub/Dockerfile.prod",
             "sub/other",
