@@ -55,8 +55,7 @@ pub(crate) fn pack<W: Write>(
     if !config.gzip {
         return write_tar(layout, config, sealed, out);
     }
-    // The default level: a vendored Rust context (128 MB of sources) packs to 20 MB in about
-    // 3 s; the best level saves 5% more at twice the time.
+    // The default level: the builder's own vendored context, a 128 MB tar, packs to 19.3 MB.
     let gzip = flate2::write::GzEncoder::new(out, flate2::Compression::default());
     let gzip = write_tar(layout, config, sealed, gzip)?;
     gzip.finish().context("writing the request")

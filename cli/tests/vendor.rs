@@ -25,6 +25,14 @@ fn packages(lock: &str) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
+/// `pack -f stack.yml` of the repository's own stack file, with `args`, into `out`.
+async fn pack_stack(args: &[&str], out: &std::path::Path) -> (bool, String, String) {
+    let mut all = strings(&["pack", "-f", repo().join("stack.yml").to_str().unwrap()]);
+    all.extend(strings(args));
+    all.extend(strings(&["-o", out.to_str().unwrap()]));
+    cli(all).await
+}
+
 #[test]
 fn the_builders_shrinkwrap_lock_pins_the_versions_of_the_repository_lock() {
     let root = packages(&std::fs::read_to_string(repo().join("Cargo.lock")).unwrap());
@@ -48,16 +56,14 @@ fn the_builders_shrinkwrap_lock_pins_the_versions_of_the_repository_lock() {
 async fn vendor_sends_every_crate_gzipped_with_cargo_pointed_at_them() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("request.tar.gz");
-    let (ok, _, stderr) = cli(strings(&[
-        "pack",
-        "-f",
-        repo().join("stack.yml").to_str().unwrap(),
-        "--vendor",
-        "--image",
-        "registry.example.com/function-builder:1",
-        "-o",
-        out.to_str().unwrap(),
-    ]))
+    let (ok, _, stderr) = pack_stack(
+        &[
+            "--vendor",
+            "--image",
+            "registry.example.com/function-builder:1",
+        ],
+        &out,
+    )
     .await;
     assert!(ok, "{stderr}");
     let body = std::fs::read(&out).unwrap();
@@ -102,16 +108,7 @@ async fn vendor_sends_every_crate_gzipped_with_cargo_pointed_at_them() {
         }
     }
     // The user's template lock is untouched (cargo completed a copy).
-    let (ok, _, _) = cli(strings(&[
-        "pack",
-        "-f",
-        repo().join("stack.yml").to_str().unwrap(),
-        "--image",
-        "x/y:1",
-        "-o",
-        dir.path().join("plain.tar").to_str().unwrap(),
-    ]))
-    .await;
+    let (ok, _, _) = pack_stack(&["--image", "x/y:1"], &dir.path().join("plain.tar")).await;
     assert!(ok);
     let template_lock =
         std::fs::read_to_string(repo().join("template/rust-http/Cargo.lock")).unwrap();
