@@ -1,7 +1,7 @@
 //! Which registry layer cache a build imports and exports: the config's `cache`, else the
 //! builder-wide `cache_repository` with its placeholders filled in.
 
-use buildkit::Cache;
+use buildkit::{Cache, ImageRef};
 
 use crate::buildconfig::BuildConfig;
 
@@ -9,7 +9,7 @@ use crate::buildconfig::BuildConfig;
 const DEFAULT_TAG: &str = "buildcache";
 
 /// The cache of one build. The config's refs win over the default; a build without an image
-/// has no default cache (nothing to name it after).
+/// has no default cache (nothing to name it after), nor one whose tenant makes no reference.
 pub(crate) fn plan(config: &BuildConfig, tenant: &str, default: Option<&str>) -> Cache {
     if !config.cache_from.is_empty() || config.cache_to.is_some() {
         return Cache {
@@ -17,25 +17,26 @@ pub(crate) fn plan(config: &BuildConfig, tenant: &str, default: Option<&str>) ->
             export: config.cache_to.clone(),
         };
     }
-    let (Some(template), Some(repository)) = (default, config.repository()) else {
+    let (Some(template), Some(image)) = (default, &config.image) else {
         return Cache::default();
     };
-    let reference = expand(template, repository, tenant);
-    Cache {
-        import: vec![reference.clone()],
-        export: Some(reference),
+    match expand(template, image.path(), tenant).parse::<ImageRef>() {
+        Ok(reference) => Cache {
+            import: vec![reference.clone()],
+            export: Some(reference),
+        },
+        Err(err) => {
+            tracing::warn!(%tenant, error = %err, "cache_repository makes no reference for this tenant: no default cache");
+            Cache::default()
+        }
     }
 }
 
-/// `registry.example.com/cache/{repository}` for image `reg.example/acme/fn:1` →
-/// `registry.example.com/cache/acme/fn:buildcache`. `{repository}` is the image's repository
-/// path without its registry; `{tenant}` the tenant, lowercased, with what a reference cannot
-/// hold replaced by `-`.
-pub(crate) fn expand(template: &str, repository: &str, tenant: &str) -> String {
-    let path = match repository.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
-        _ => repository,
-    };
+/// `registry.example.com/cache/{repository}` for image `reg.example/acme/fn:1` (path
+/// `acme/fn`) → `registry.example.com/cache/acme/fn:buildcache`. `{repository}` is the image's
+/// repository path without its registry; `{tenant}` the tenant, lowercased, with what a
+/// reference cannot hold replaced by `-`.
+pub(crate) fn expand(template: &str, path: &str, tenant: &str) -> String {
     let tenant: String = tenant
         .to_lowercase()
         .chars()
@@ -66,6 +67,10 @@ mod tests {
         BuildConfig::parse(json.as_bytes()).unwrap()
     }
 
+    fn r(text: &str) -> ImageRef {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn the_config_wins_over_the_default() {
         let c = config(
@@ -74,8 +79,8 @@ mod tests {
         assert_eq!(
             plan(&c, "t", Some("r.example/cache/{repository}")),
             Cache {
-                import: vec!["r.example/c/x:1".into()],
-                export: Some("r.example/c/y:1".into())
+                import: vec![r("r.example/c/x:1")],
+                export: Some(r("r.example/c/y:1"))
             }
         );
     }
@@ -83,7 +88,7 @@ mod tests {
     #[test]
     fn the_default_is_named_after_the_repository_or_tenant() {
         let c = config(r#"{"image":"r.example:5000/acme/fn:1"}"#);
-        let want = "r.example/cache/acme/fn:buildcache".to_owned();
+        let want = r("r.example/cache/acme/fn:buildcache");
         assert_eq!(
             plan(&c, "x", Some("r.example/cache/{repository}")),
             Cache {
@@ -92,7 +97,7 @@ mod tests {
             }
         );
         assert_eq!(
-            expand("r.example/cache/{tenant}:main", "r/x", "Cust 42"),
+            expand("r.example/cache/{tenant}:main", "x", "Cust 42"),
             "r.example/cache/cust-42:main"
         );
         assert_eq!(plan(&c, "x", None), Cache::default());

@@ -2,7 +2,6 @@
 //! is called. Each request's spool files live in one temp dir owned by what this returns.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,23 +11,12 @@ use openfaas_runtime::Request;
 
 use crate::archive::{Archive, Limits};
 use crate::buildconfig::BuildConfig;
+use crate::builder::Builder;
+use crate::error::BuildError;
 use crate::policy::Decision;
 use crate::sealed::{OpeningKey, SealedError};
 use crate::verify::verify;
-use crate::{BuildError, Builder};
-
-/// Names of request temp dirs: `fb-build-<pid>-<random>`, so that a later process can tell its
-/// predecessors' leftovers from another live builder's dirs.
-const TEMP_PREFIX: &str = "fb-build-";
-
-/// The spooled body's name in a request's temp dir.
-const SPOOL_NAME: &str = "request.tar";
-
-fn make_workdir(work_dir: &Path) -> std::io::Result<tempfile::TempDir> {
-    tempfile::Builder::new()
-        .prefix(&format!("{TEMP_PREFIX}{}-", std::process::id()))
-        .tempdir_in(work_dir)
-}
+use crate::workdir::{self, SPOOL_NAME};
 
 /// A request that passed intake: its indexed archive and its config.
 pub(crate) struct Prepared {
@@ -78,7 +66,7 @@ pub(crate) async fn prepare(builder: &Builder, req: Request) -> Result<Prepared,
     let verified = verify(
         req.into_body(),
         || {
-            let dir = make_workdir(work_dir)?;
+            let dir = workdir::create(work_dir)?;
             let file = std::fs::File::create(dir.path().join(SPOOL_NAME));
             workdir = Some(dir);
             file
@@ -89,22 +77,17 @@ pub(crate) async fn prepare(builder: &Builder, req: Request) -> Result<Prepared,
     )
     .await?;
     if verified.len == 0 {
-        return Err(BuildError::bad_request(
-            "empty request body: expected a tar",
-        ));
+        return Err(BuildError::Empty);
     }
     let workdir = match workdir {
         Some(dir) => dir,
         None => {
-            let dir = make_workdir(work_dir).map_err(|e| BuildError::Internal {
-                message: format!("creating a work dir: {e}"),
-            })?;
+            let dir = workdir::create(work_dir)
+                .map_err(|e| BuildError::internal("creating a work dir", e))?;
             let held = verified.memory.unwrap_or_default();
             tokio::fs::write(dir.path().join(SPOOL_NAME), held)
                 .await
-                .map_err(|e| BuildError::Internal {
-                    message: format!("writing the spool file: {e}"),
-                })?;
+                .map_err(|e| BuildError::internal("writing the spool file", e))?;
             dir
         }
     };
@@ -115,9 +98,7 @@ pub(crate) async fn prepare(builder: &Builder, req: Request) -> Result<Prepared,
     };
     let archive = tokio::task::spawn_blocking(move || Archive::index(&spool, "Dockerfile", limits))
         .await
-        .map_err(|e| BuildError::Internal {
-            message: format!("index task: {e}"),
-        })??;
+        .map_err(|e| BuildError::internal("the index task", e))??;
     let config = BuildConfig::parse(&archive.config)?;
     let dockerfile = archive.head("Dockerfile", 64 * 1024).unwrap_or_default();
     let decision = settings
@@ -149,79 +130,4 @@ fn open_secrets(
         .into_iter()
         .map(|(name, value)| (name, Bytes::from_owner(value)))
         .collect())
-}
-
-/// A name no other request of this process, or any earlier one, had.
-pub(crate) fn unique() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!(
-        "{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Removes the request temp dirs that an earlier builder process left in `work_dir` (after a
-/// kill or an OOM): ours by name, whose process is gone or is this one (a restarted container
-/// gets its old pid back). Returns how many it removed.
-pub(crate) fn remove_leftovers(work_dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(work_dir) else {
-        return 0;
-    };
-    let me = std::process::id();
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(TEMP_PREFIX))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let alive = pid != me && Path::new(&format!("/proc/{pid}")).exists();
-        if !alive && std::fs::remove_dir_all(entry.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    removed
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn leftovers_of_gone_processes_and_of_this_pid_are_removed_others_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let me = std::process::id();
-        let parent = std::os::unix::process::parent_id();
-        for name in [
-            format!("{TEMP_PREFIX}{me}-abc"),
-            format!("{TEMP_PREFIX}4000000-abc"),
-            format!("{TEMP_PREFIX}{parent}-live"),
-            "unrelated".to_owned(),
-        ] {
-            std::fs::create_dir(dir.path().join(&name)).unwrap();
-            std::fs::write(dir.path().join(name).join("request.tar"), "x").unwrap();
-        }
-        assert_eq!(remove_leftovers(dir.path()), 2);
-        let mut left: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        left.sort();
-        assert_eq!(
-            left,
-            [
-                format!("{TEMP_PREFIX}{parent}-live"),
-                "unrelated".to_owned()
-            ]
-        );
-    }
 }

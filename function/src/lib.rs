@@ -11,8 +11,10 @@
 mod archive;
 mod build;
 mod buildconfig;
+mod builder;
 mod cache;
 mod error;
+mod id;
 mod intake;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
@@ -24,99 +26,16 @@ pub mod sealed;
 mod settings;
 mod verify;
 pub mod wire;
+mod workdir;
 
 use std::sync::Arc;
 
-use buildkit::Client;
 use openfaas_runtime::http::{Method, StatusCode};
 use openfaas_runtime::{handler, json, json_error, BoxError, Init, Request, Response};
 
-use error::BuildError;
-pub use policy::{Policy, TenantRule};
+pub use builder::Builder;
+pub use policy::{Policy, TenantRule, TenantRuleError};
 pub use settings::{Settings, SettingsError};
-
-/// The builder's state, built once at start.
-pub struct Builder {
-    settings: Settings,
-    /// Dialled on first use; never held across the dial, so a daemon that drops packets stalls
-    /// only the requests that need it, for at most the connect timeout.
-    client: std::sync::Mutex<Option<Client>>,
-}
-
-impl Builder {
-    /// A builder with `settings`; BuildKit is dialled on first use. Request temp dirs that an
-    /// earlier builder process left in `work_dir` (after a kill or an OOM) are removed.
-    pub fn new(settings: Settings) -> Arc<Self> {
-        let removed = intake::remove_leftovers(&settings.work_dir);
-        if removed > 0 {
-            tracing::info!(removed, work_dir = %settings.work_dir.display(), "removed request temp dirs left by an earlier process");
-        }
-        Arc::new(Self {
-            settings,
-            client: std::sync::Mutex::new(None),
-        })
-    }
-
-    fn cached_client(&self) -> std::sync::MutexGuard<'_, Option<Client>> {
-        self.client
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The BuildKit client, connecting (again) when there is none.
-    async fn client(&self) -> Result<Client, BuildError> {
-        if let Some(client) = self.cached_client().clone() {
-            return Ok(client);
-        }
-        let connected =
-            Client::connect(&self.settings.buildkit, self.settings.buildkit_tls.as_ref()).await?;
-        Ok(self.cached_client().get_or_insert(connected).clone())
-    }
-
-    /// The payload secret, read per request so a rotated secret takes effect; `None` when HMAC
-    /// checking is disabled.
-    async fn payload_secret(&self) -> Result<Option<Vec<u8>>, BuildError> {
-        if self.settings.disable_hmac {
-            return Ok(None);
-        }
-        let path = &self.settings.payload_secret_path;
-        let secret = tokio::fs::read(path)
-            .await
-            .map_err(|e| BuildError::Internal {
-                message: format!("cannot read the payload secret {}: {e}", path.display()),
-            })?;
-        let secret = secret.trim_ascii();
-        // An empty key would accept any body signed with an empty key.
-        if secret.is_empty() {
-            return Err(BuildError::Internal {
-                message: format!("the payload secret {} is empty", path.display()),
-            });
-        }
-        Ok(Some(secret.to_vec()))
-    }
-
-    async fn ready(&self) -> Response {
-        let answered = match self.client().await {
-            Ok(client) => client
-                .list_workers()
-                .await
-                .map(|_| ())
-                .map_err(BuildError::from),
-            Err(err) => Err(err),
-        };
-        match answered {
-            Ok(()) => json(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
-            Err(err) => {
-                // A broken channel is dropped so the next check dials again.
-                *self.cached_client() = None;
-                json_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!("buildkit is not ready: {err}"),
-                )
-            }
-        }
-    }
-}
 
 /// The state `#[handler]` builds once: settings from the environment.
 pub struct State(Arc<Builder>);
@@ -146,14 +65,15 @@ pub async fn handle(state: &State, req: Request) -> Response {
     route(&state.0, req).await
 }
 
-/// Dispatches a request; what `handle` does, for callers holding a [`Builder`].
+/// Dispatches a request; what `handle` does, for callers holding a [`Builder`]. Routes that need
+/// no signature answer without file paths or addresses: those go to the builder's log.
 pub async fn route(builder: &Arc<Builder>, req: Request) -> Response {
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/build") => build::handle(builder, req).await,
         (&Method::GET | &Method::HEAD, "/healthz") => {
             json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
         }
-        (&Method::GET, "/ready") => builder.ready().await,
+        (&Method::GET, "/ready") => ready(builder).await,
         // Unauthenticated, as faas-cli fetches it: a public key is public.
         (&Method::GET, "/publickey") => match &builder.settings.secrets_key {
             Some(key) => json(StatusCode::OK, key.public()),
@@ -167,6 +87,21 @@ pub async fn route(builder: &Arc<Builder>, req: Request) -> Response {
             StatusCode::NOT_FOUND,
             &format!("no route for {method} {path}"),
         ),
+    }
+}
+
+/// `/ready`: 200 while BuildKit answers. Anyone may ask, so the answer says only that it does
+/// not; the log line says why, with the address and any TLS file at fault.
+async fn ready(builder: &Builder) -> Response {
+    match builder.buildkit_ready().await {
+        Ok(()) => json(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
+        Err(err) => {
+            tracing::warn!(error = %err, buildkit = %builder.settings.buildkit, "not ready");
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "buildkit is not ready: it does not answer (the builder's log says why)",
+            )
+        }
     }
 }
 
@@ -210,5 +145,23 @@ mod tests {
         );
         let (status, _) = call(Method::GET, "/build").await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn ready_names_no_path_or_address_of_the_operators() {
+        let mut settings = Settings::from_env().unwrap();
+        settings.buildkit = "unix:///nonexistent/secret-dir/buildkitd.sock"
+            .parse()
+            .unwrap();
+        settings.buildkit_tls = None;
+        let req = http::Request::get("/ready").body(Body::empty()).unwrap();
+        let resp = route(&Builder::new(settings), req).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = resp.into_body().collect_bytes(4096).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"status": "failed", "error": "buildkit is not ready: it does not answer (the builder's log says why)"})
+        );
     }
 }

@@ -8,9 +8,10 @@
 
 use std::collections::BTreeMap;
 
+use buildkit::{ImageRef, RepoPrefix};
 use sha2::{Digest, Sha256};
 
-use crate::buildconfig::{repository_of, BuildConfig};
+use crate::buildconfig::BuildConfig;
 
 /// `BUILDKIT_*` build args a caller may set: they change what the image holds, not how or where
 /// BuildKit runs the build.
@@ -19,11 +20,12 @@ const SAFE_BUILDKIT_ARGS: [&str; 2] = ["BUILDKIT_INLINE_CACHE", "BUILDKIT_MULTI_
 /// The builder's policy settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
-    /// Frontend image repositories a `# syntax=` line may name (`allowed_frontends`); empty:
-    /// only the built-in frontend.
-    pub frontends: Vec<String>,
-    /// Prefixes an image must start with (`allowed_image_prefixes`); empty: any image.
-    pub image_prefixes: Vec<String>,
+    /// Frontend image repositories a `# syntax=` line may name, whatever its tag or digest
+    /// (`allowed_frontends`); empty: only the built-in frontend.
+    pub frontends: Vec<ImageRef>,
+    /// Where images and cache refs may be (`allowed_image_prefixes`), by whole path components:
+    /// `registry/acme` admits `registry/acme/fn`, never `registry/acme-evil/fn`; empty: anywhere.
+    pub image_prefixes: Vec<RepoPrefix>,
     /// How a build's tenant is named (`tenant_from`).
     pub tenant: TenantRule,
 }
@@ -49,8 +51,8 @@ impl TenantRule {
     /// Parses `repository`, `namespace` or `header:<name>`.
     ///
     /// # Errors
-    /// What is wrong with the value.
-    pub fn parse(value: &str) -> Result<Self, String> {
+    /// [`TenantRuleError`] quoting the value.
+    pub fn parse(value: &str) -> Result<Self, TenantRuleError> {
         match value.trim() {
             "repository" => Ok(Self::Repository),
             "namespace" => Ok(Self::Namespace),
@@ -60,9 +62,9 @@ impl TenantRule {
                 {
                     Ok(Self::Header(name.to_owned()))
                 }
-                _ => Err(format!(
-                    "{other:?} is not `repository`, `namespace` or `header:<name>` (e.g. header:X-Tenant)"
-                )),
+                _ => Err(TenantRuleError {
+                    value: other.to_owned(),
+                }),
             },
         }
     }
@@ -76,13 +78,22 @@ impl TenantRule {
     }
 }
 
+/// A `tenant_from` value that is none of the rules.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{value:?} is not `repository`, `namespace` or `header:<name>` (e.g. header:X-Tenant)")]
+pub struct TenantRuleError {
+    value: String,
+}
+
 /// Longest tenant a header may name.
 const MAX_TENANT_LEN: usize = 128;
 
 impl Default for Policy {
     fn default() -> Self {
         Self {
-            frontends: vec!["docker.io/docker/dockerfile".to_owned()],
+            frontends: vec!["docker.io/docker/dockerfile"
+                .parse()
+                .expect("a valid reference")],
             image_prefixes: Vec::new(),
             tenant: TenantRule::Repository,
         }
@@ -171,29 +182,27 @@ impl Policy {
             return Err(PolicyError::ReservedArg { name: name.clone() });
         }
         if !self.image_prefixes.is_empty() {
-            let allowed = |r: &str| {
-                self.image_prefixes
-                    .iter()
-                    .any(|p| r.starts_with(p.as_str()))
-            };
-            let image = config.image.as_deref().unwrap_or("(none)");
-            if !allowed(image) {
-                return Err(PolicyError::Image {
-                    image: image.to_owned(),
-                    allowed: self.image_prefixes.join(","),
-                });
+            let allowed = |r: &ImageRef| self.image_prefixes.iter().any(|p| r.is_within(p));
+            match &config.image {
+                Some(image) if allowed(image) => {}
+                image => {
+                    return Err(PolicyError::Image {
+                        image: image.as_ref().map_or("(none)", ImageRef::given).to_owned(),
+                        allowed: list(&self.image_prefixes),
+                    })
+                }
             }
             // A cache ref reads or writes layers: it stays where images may go.
             if let Some(reference) = config.cache_refs().find(|r| !allowed(r)) {
                 return Err(PolicyError::CacheRef {
-                    reference: reference.to_owned(),
-                    allowed: self.image_prefixes.join(","),
+                    reference: reference.given().to_owned(),
+                    allowed: list(&self.image_prefixes),
                 });
             }
         }
         let mut attrs = BTreeMap::new();
         match syntax(dockerfile) {
-            Some(image) if self.frontends.contains(&repository(&image)) => {
+            Some(image) if self.allows_frontend(&image) => {
                 attrs.insert("build-arg:BUILDKIT_SYNTAX".to_owned(), image);
             }
             Some(image) => {
@@ -202,7 +211,9 @@ impl Policy {
                     allowed: if self.frontends.is_empty() {
                         "empty: the built-in frontend only".to_owned()
                     } else {
-                        self.frontends.join(",")
+                        let names: Vec<String> =
+                            self.frontends.iter().map(ImageRef::repository).collect();
+                        names.join(",")
                     },
                 })
             }
@@ -230,30 +241,33 @@ impl Policy {
         let Some(first) = config.cache_refs().next() else {
             return Ok(());
         };
-        let scope = match (&self.tenant, config.repository()) {
-            (TenantRule::Namespace, Some(repository)) => namespace(repository),
-            (_, Some(repository)) => repository,
+        let scope = match (&self.tenant, &config.image) {
+            (TenantRule::Namespace, Some(image)) => image.namespace(),
+            (_, Some(image)) => image.as_prefix(),
             (_, None) => {
                 return Err(PolicyError::CacheScope {
-                    reference: first.to_owned(),
+                    reference: first.given().to_owned(),
                     scope: "(none: a build without an image names no cache)".to_owned(),
                 })
             }
         };
-        let inside = |reference: &str| {
-            let repository = repository_of(reference);
-            repository == scope
-                || repository
-                    .strip_prefix(scope)
-                    .is_some_and(|rest| rest.starts_with('/'))
-        };
-        match config.cache_refs().find(|r| !inside(r)) {
+        match config.cache_refs().find(|r| !r.is_within(&scope)) {
             Some(reference) => Err(PolicyError::CacheScope {
-                reference: reference.to_owned(),
-                scope: scope.to_owned(),
+                reference: reference.given().to_owned(),
+                scope: scope.to_string(),
             }),
             None => Ok(()),
         }
+    }
+
+    /// Whether `image` (a `# syntax=` value) names an allowed frontend repository; a value that
+    /// is no reference names none.
+    fn allows_frontend(&self, image: &str) -> bool {
+        image.parse::<ImageRef>().is_ok_and(|image| {
+            self.frontends
+                .iter()
+                .any(|allowed| allowed.repository() == image.repository())
+        })
     }
 
     fn tenant(
@@ -261,14 +275,14 @@ impl Policy {
         config: &BuildConfig,
         tenant_header: Option<&[u8]>,
     ) -> Result<String, PolicyError> {
-        let from_image = |name: fn(&str) -> &str| match config.repository() {
-            Some(repository) => name(repository).to_owned(),
+        let from_image = |name: fn(&ImageRef) -> RepoPrefix| match &config.image {
+            Some(image) => name(image).to_string(),
             // No image, no owner to share with: a tenant of its own.
-            None => format!("anonymous-{}", crate::intake::unique()),
+            None => format!("anonymous-{}", crate::id::unique()),
         };
         match &self.tenant {
-            TenantRule::Repository => Ok(from_image(|r| r)),
-            TenantRule::Namespace => Ok(from_image(namespace)),
+            TenantRule::Repository => Ok(from_image(ImageRef::as_prefix)),
+            TenantRule::Namespace => Ok(from_image(ImageRef::namespace)),
             TenantRule::Header(header) => {
                 let refuse = |why| PolicyError::TenantHeader {
                     header: header.clone(),
@@ -290,17 +304,10 @@ impl Policy {
     }
 }
 
-/// `registry.example.com/acme/fn` → `registry.example.com/acme`; Docker Hub's `acme/fn` → `acme`;
-/// a one-component name is its own namespace.
-fn namespace(repository: &str) -> &str {
-    let mut parts = repository.splitn(3, '/');
-    let first = parts.next().unwrap_or_default();
-    let is_host = first.contains(['.', ':']) || first == "localhost";
-    let keep = match (is_host, parts.next()) {
-        (true, Some(second)) => first.len() + 1 + second.len(),
-        _ => first.len(),
-    };
-    &repository[..keep]
+/// A setting's list, normalised, for messages.
+fn list(prefixes: &[RepoPrefix]) -> String {
+    let names: Vec<String> = prefixes.iter().map(RepoPrefix::to_string).collect();
+    names.join(",")
 }
 
 /// The image a `# syntax=` directive names (its first word), if the Dockerfile opens with one:
@@ -324,25 +331,6 @@ fn syntax(dockerfile: &[u8]) -> Option<String> {
         }
     }
     None
-}
-
-/// `docker/dockerfile:1` → `docker.io/docker/dockerfile`: the repository, with Docker Hub's
-/// defaults, without tag or digest.
-fn repository(image: &str) -> String {
-    let name = image.split('@').next().unwrap_or(image);
-    let last = name.rfind('/').map_or(0, |i| i + 1);
-    let name = match name[last..].rfind(':') {
-        Some(colon) => &name[..last + colon],
-        None => name,
-    };
-    let first = name.split('/').next().unwrap_or_default();
-    let has_host =
-        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    match (has_host, name.contains('/')) {
-        (true, _) => name.to_owned(),
-        (false, true) => format!("docker.io/{name}"),
-        (false, false) => format!("docker.io/library/{name}"),
-    }
 }
 
 #[cfg(test)]
@@ -387,18 +375,23 @@ mod tests {
     }
 
     #[test]
-    fn repositories_get_docker_hub_defaults() {
-        assert_eq!(
-            repository("docker/dockerfile:1"),
-            "docker.io/docker/dockerfile"
-        );
-        assert_eq!(
-            repository("docker.io/docker/dockerfile@sha256:ab"),
-            "docker.io/docker/dockerfile"
-        );
-        assert_eq!(repository("busybox"), "docker.io/library/busybox");
-        assert_eq!(repository("127.0.0.1:5000/f/x:1"), "127.0.0.1:5000/f/x");
-        assert_eq!(repository("localhost/f"), "localhost/f");
+    fn frontends_are_matched_by_normalised_repository_whatever_the_tag() {
+        let policy = Policy::default();
+        let digest = format!("docker.io/docker/dockerfile@sha256:{}", "ab".repeat(32));
+        for allowed in [
+            "docker/dockerfile:1",
+            "docker.io/docker/dockerfile",
+            digest.as_str(),
+        ] {
+            assert!(policy.allows_frontend(allowed), "{allowed}");
+        }
+        for refused in [
+            "docker/dockerfile-evil:1",
+            "evil.example/docker/dockerfile",
+            "Not A Ref",
+        ] {
+            assert!(!policy.allows_frontend(refused), "{refused}");
+        }
     }
 
     #[test]
@@ -433,7 +426,7 @@ mod tests {
     #[test]
     fn buildkit_args_are_the_builders_and_images_stay_inside_their_prefixes() {
         let policy = Policy {
-            image_prefixes: vec!["reg.example/acme/".to_owned()],
+            image_prefixes: vec!["reg.example/acme/".parse().unwrap()],
             ..Policy::default()
         };
         let err = policy
@@ -464,9 +457,39 @@ mod tests {
                 .check(&config(Some("reg.example/other/f:1"), &[]), b"FROM x", None)
                 .unwrap_err()
                 .to_string(),
-            "image \"reg.example/other/f:1\" is outside allowed_image_prefixes (reg.example/acme/)"
+            "image \"reg.example/other/f:1\" is outside allowed_image_prefixes (reg.example/acme)"
         );
         assert!(policy.check(&config(None, &[]), b"FROM x", None).is_err());
+    }
+
+    #[test]
+    fn prefixes_admit_whole_path_components_only() {
+        let check = |prefix: &str, image: &str| {
+            let policy = Policy {
+                image_prefixes: vec![prefix.parse().unwrap()],
+                ..Policy::default()
+            };
+            policy
+                .check(&config(Some(image), &[]), b"FROM x", None)
+                .is_ok()
+        };
+        for prefix in ["reg.example/acme", "reg.example/acme/", "Reg.Example/acme"] {
+            assert!(check(prefix, "reg.example/acme"), "{prefix}");
+            assert!(check(prefix, "reg.example/acme/fn:1"), "{prefix}");
+            for outside in [
+                "reg.example/acme-evil/fn",
+                "reg.example/acmex",
+                "reg.example/acme.evil/fn",
+                "reg.example:5000/acme/fn",
+            ] {
+                assert!(!check(prefix, outside), "{prefix} {outside}");
+            }
+        }
+        assert!(check("reg.example:5000", "reg.example:5000/any/fn"));
+        assert!(!check("reg.example:5000", "reg.example:50001/any/fn"));
+        assert!(check("docker.io/acme", "acme/fn"));
+        assert!(check("acme", "docker.io/acme/fn"));
+        assert!(!check("docker.io/acme", "acme-evil/fn"));
     }
 
     #[test]
@@ -559,8 +582,20 @@ mod tests {
             tenant("namespace", "reg.example:5000/acme/team/fn", None),
             ok("reg.example:5000/acme")
         );
-        assert_eq!(tenant("namespace", "acme/fn:1", None), ok("acme"));
-        assert_eq!(tenant("namespace", "fn:1", None), ok("fn"));
+        assert_eq!(tenant("namespace", "acme/fn:1", None), ok("docker.io/acme"));
+        assert_eq!(
+            tenant("namespace", "docker.io/acme/other", None),
+            ok("docker.io/acme")
+        );
+        assert_eq!(tenant("namespace", "fn:1", None), ok("docker.io/library"));
+        assert_eq!(
+            tenant("repository", "acme/fn:1", None),
+            ok("docker.io/acme/fn")
+        );
+        assert_eq!(
+            tenant("repository", "Reg.Example/acme/fn", None),
+            ok("reg.example/acme/fn")
+        );
         assert_eq!(
             tenant("header:X-Tenant", "r/fn:1", Some(b"cust-42")),
             ok("cust-42")

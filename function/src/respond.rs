@@ -1,20 +1,22 @@
 //! Respond: the outcome and log of a build as the Builder API's JSON object, or as NDJSON lines
-//! while it runs; and the one log line per build for `faas-cli logs`.
+//! while it runs; and the one log line per build for `faas-cli logs`. Called by the driver
+//! (`build.rs`) with what the earlier stages produced; it calls none of them.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::time::Instant;
+use std::convert::Infallible;
+use std::time::{Instant, SystemTime};
 
-use buildkit::BuildOutcome;
+use buildkit::Built;
 use bytes::Bytes;
 use openfaas_runtime::http::{header, HeaderValue, StatusCode};
 use openfaas_runtime::{Body, Response};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
+use crate::error::BuildError;
 use crate::intake::Prepared;
-use crate::run::{run, Ran};
+use crate::run::Ran;
 use crate::wire::{Report, Status, Steps};
-use crate::{BuildError, Builder};
 
 /// Most log lines a JSON answer carries: the last ones, where a failure's output is. A build
 /// that prints without end must not make an answer without end.
@@ -22,105 +24,168 @@ pub(crate) const MAX_JSON_LOG_LINES: usize = 10_000;
 
 /// What one build answers with, and how it is logged.
 pub(crate) struct Answer {
-    pub(crate) started: Instant,
-    pub(crate) call_id: String,
+    started: Instant,
+    call_id: String,
+    logged: Logged,
 }
 
 impl Answer {
-    /// The answer for a request refused before its build started.
-    pub(crate) fn refused(&self, err: &BuildError) -> Response {
-        log_outcome(
-            &self.call_id,
-            &Logged::default(),
-            self.started,
-            None,
-            Err(err),
-        );
-        error_response(err, failure(err, Vec::new(), "", None, self))
-    }
-
-    /// Builds, then answers with one JSON object holding the (last lines of the) log.
-    pub(crate) async fn json(self, builder: &Builder, prepared: Prepared) -> Response {
-        let logged = Logged::of(&prepared);
-        let image = logged.image.clone();
-        let mut tail = LogTail::default();
-        let ran = run(builder, prepared, |batch| {
-            tail.extend(batch);
-            std::future::ready(true)
-        })
-        .await
-        .unwrap_or_else(|| Ran {
-            result: Err(BuildError::Internal {
-                message: "the build stopped without an outcome".to_owned(),
-            }),
-            steps: None,
-        });
-        let log = tail.into_lines();
-        let outcome = ran.result.as_ref().map(|_| ());
-        log_outcome(&self.call_id, &logged, self.started, ran.steps, outcome);
-        match ran.result {
-            Ok(outcome) => openfaas_runtime::json(
-                StatusCode::OK,
-                &success(log, image, outcome, ran.steps, self.started),
-            ),
-            Err(err) => error_response(&err, failure(&err, log, &image, ran.steps, &self)),
+    /// The answer to the request `call_id`, which arrived now.
+    pub(crate) fn new(call_id: String) -> Self {
+        Self {
+            started: Instant::now(),
+            call_id,
+            logged: Logged::default(),
         }
     }
 
-    /// Answers at once with an NDJSON stream: one `in_progress` line per batch of log lines as
-    /// they happen, then the outcome. A client that goes away cancels the build.
-    pub(crate) fn ndjson(self, builder: Arc<Builder>, prepared: Prepared) -> Response {
-        let (body_tx, body_rx) = mpsc::channel::<Result<Bytes, std::convert::Infallible>>(16);
-        let logged = Logged::of(&prepared);
-        let image = logged.image.clone();
-        let started = self.started;
-        let task = tokio::spawn(async move {
-            let sink = |batch: Vec<String>| {
-                let report = Report {
-                    log: Some(batch),
-                    image: image.clone(),
-                    status: Status::InProgress,
-                    duration: secs(started),
-                    ..Report::default()
-                };
-                let body_tx = body_tx.clone();
-                async move { body_tx.send(Ok(ndjson_line(&report))).await.is_ok() }
-            };
-            // None: the client went away, and dropping the build cancelled it.
-            let Some(ran) = run(&builder, prepared, sink).await else {
-                return;
-            };
-            let outcome = ran.result.as_ref().map(|_| ());
-            log_outcome(&self.call_id, &logged, started, ran.steps, outcome);
-            let last = match ran.result {
-                Ok(outcome) => success(Vec::new(), image, outcome, ran.steps, started),
-                Err(err) => failure(&err, Vec::new(), &image, ran.steps, &self),
-            };
-            let last = Report { log: None, ..last };
-            let _ = body_tx.send(Ok(ndjson_line(&last))).await;
-        });
-        let guard = AbortOnDrop(task);
-        let chunks = futures_util::stream::unfold((body_rx, guard), |(mut rx, guard)| async move {
-            rx.recv().await.map(|chunk| (chunk, (rx, guard)))
-        });
-        let mut resp = Response::new(Body::from_stream(chunks));
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(crate::wire::NDJSON),
-        );
-        resp
+    /// The same answer, knowing what the request asked for.
+    pub(crate) fn about(self, prepared: &Prepared) -> Self {
+        Self {
+            logged: Logged::of(prepared),
+            ..self
+        }
     }
+
+    /// The answer for a request refused before its build started.
+    pub(crate) fn refused(&self, err: &BuildError) -> Response {
+        self.log_outcome(None, Err(err));
+        error_response(err, self.failure(err, Vec::new(), None))
+    }
+
+    /// The answer of a finished build as one JSON object holding (the last lines of) its log.
+    pub(crate) fn json(&self, ran: Ran, log: Vec<String>) -> Response {
+        self.log_outcome(ran.steps, ran.result.as_ref().map(|_| ()));
+        match ran.result {
+            Ok(built) => {
+                openfaas_runtime::json(StatusCode::OK, &self.success(log, built, ran.steps))
+            }
+            Err(err) => error_response(&err, self.failure(&err, log, ran.steps)),
+        }
+    }
+
+    /// An NDJSON `in_progress` line with a batch of new log lines.
+    pub(crate) fn progress(&self, batch: Vec<String>) -> Bytes {
+        ndjson_line(&Report {
+            log: Some(batch),
+            image: self.logged.image.clone(),
+            status: Status::InProgress,
+            duration: secs(self.started),
+            ..Report::default()
+        })
+    }
+
+    /// The last NDJSON line: the outcome, without log.
+    pub(crate) fn last_line(&self, ran: Ran) -> Bytes {
+        self.log_outcome(ran.steps, ran.result.as_ref().map(|_| ()));
+        let last = match ran.result {
+            Ok(built) => self.success(Vec::new(), built, ran.steps),
+            Err(err) => self.failure(&err, Vec::new(), ran.steps),
+        };
+        ndjson_line(&Report { log: None, ..last })
+    }
+
+    fn success(&self, log: Vec<String>, built: Built, steps: Option<buildkit::Steps>) -> Report {
+        Report {
+            log: Some(log),
+            image: self.logged.image.clone(),
+            status: Status::Success,
+            duration: secs(self.started),
+            digest: built.digest,
+            steps: steps.map(Steps::from),
+            ..Report::default()
+        }
+    }
+
+    fn failure(
+        &self,
+        err: &BuildError,
+        log: Vec<String>,
+        steps: Option<buildkit::Steps>,
+    ) -> Report {
+        // Our own faults carry paths and error chains: those go to the log line, with the call
+        // id that the answer names instead.
+        let error = if err.status() == StatusCode::INTERNAL_SERVER_ERROR {
+            format!("internal error (call id {})", self.call_id)
+        } else {
+            err.to_string()
+        };
+        Report {
+            log: Some(log),
+            image: self.logged.image.clone(),
+            status: Status::Failed,
+            error: Some(error),
+            duration: secs(self.started),
+            digest: None,
+            steps: steps.map(Steps::from),
+        }
+    }
+
+    /// The one log line per build, readable with `faas-cli logs`.
+    fn log_outcome(&self, steps: Option<buildkit::Steps>, result: Result<(), &BuildError>) {
+        let duration = secs(self.started);
+        let buildkit::Steps { total, cached } = steps.unwrap_or_default();
+        let Logged {
+            image,
+            tenant,
+            bytes_in,
+        } = &self.logged;
+        let call_id = &self.call_id;
+        match result {
+            Ok(()) => tracing::info!(
+                call_id = %call_id,
+                image = %image,
+                tenant = %tenant,
+                status = "success",
+                duration,
+                bytes_in,
+                steps = total,
+                cached,
+                "build"
+            ),
+            Err(err) => tracing::warn!(
+                call_id = %call_id,
+                image = %image,
+                tenant = %tenant,
+                status = "failed",
+                code = err.status().as_u16(),
+                error = %err,
+                duration,
+                bytes_in,
+                steps = total,
+                cached,
+                "build"
+            ),
+        }
+    }
+}
+
+/// An NDJSON answer whose lines come from `lines`, sent at once; dropping it (the client went
+/// away) aborts `build`, which cancels the build.
+pub(crate) fn ndjson(lines: mpsc::Receiver<Bytes>, build: JoinHandle<()>) -> Response {
+    let guard = AbortOnDrop(build);
+    let chunks = futures_util::stream::unfold((lines, guard), |(mut rx, guard)| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(chunk), (rx, guard)))
+    });
+    let mut resp = Response::new(Body::from_stream(chunks));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::wire::NDJSON),
+    );
+    resp
 }
 
 /// The last [`MAX_JSON_LOG_LINES`] lines of a log, and how many came before them.
 #[derive(Default)]
-struct LogTail {
+pub(crate) struct LogTail {
     lines: VecDeque<String>,
     left_out: u64,
 }
 
 impl LogTail {
-    fn extend(&mut self, batch: Vec<String>) {
+    pub(crate) fn extend(&mut self, batch: Vec<String>) {
         for text in batch {
             if self.lines.len() == MAX_JSON_LOG_LINES {
                 self.lines.pop_front();
@@ -130,13 +195,16 @@ impl LogTail {
         }
     }
 
-    fn into_lines(self) -> Vec<String> {
+    pub(crate) fn into_lines(self) -> Vec<String> {
         let mut out = Vec::with_capacity(self.lines.len() + 1);
         if self.left_out > 0 {
-            out.push(line(&format!(
-                "[{} earlier log lines left out: the answer keeps the last {MAX_JSON_LOG_LINES}]",
-                self.left_out
-            )));
+            out.push(buildkit::log_line(
+                SystemTime::now(),
+                &format!(
+                    "[{} earlier log lines left out: the answer keeps the last {MAX_JSON_LOG_LINES}]",
+                    self.left_out
+                ),
+            ));
         }
         out.extend(self.lines);
         out
@@ -144,54 +212,11 @@ impl LogTail {
 }
 
 /// Cancels the build when the response stream is dropped (the client disconnected).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-fn success(
-    log: Vec<String>,
-    image: String,
-    outcome: BuildOutcome,
-    steps: Option<Steps>,
-    started: Instant,
-) -> Report {
-    Report {
-        log: Some(log),
-        image,
-        status: Status::Success,
-        duration: secs(started),
-        digest: outcome.digest,
-        steps,
-        ..Report::default()
-    }
-}
-
-fn failure(
-    err: &BuildError,
-    log: Vec<String>,
-    image: &str,
-    steps: Option<Steps>,
-    answer: &Answer,
-) -> Report {
-    // Our own faults carry paths and error chains: those go to the log line, with the call id
-    // that the answer names instead.
-    let error = if err.status() == StatusCode::INTERNAL_SERVER_ERROR {
-        format!("internal error (call id {})", answer.call_id)
-    } else {
-        err.to_string()
-    };
-    Report {
-        log: Some(log),
-        image: image.to_owned(),
-        status: Status::Failed,
-        error: Some(error),
-        duration: secs(answer.started),
-        digest: None,
-        steps,
     }
 }
 
@@ -215,14 +240,6 @@ fn secs(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
 }
 
-/// A log line of our own, in the same `<RFC3339> <text>` shape as BuildKit's.
-pub(crate) fn line(text: &str) -> String {
-    format!(
-        "{} {text}",
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-    )
-}
-
 /// What the per-build log line says of the request.
 #[derive(Default)]
 struct Logged {
@@ -234,53 +251,15 @@ struct Logged {
 impl Logged {
     fn of(prepared: &Prepared) -> Self {
         Self {
-            image: prepared.config.image.clone().unwrap_or_default(),
+            image: prepared
+                .config
+                .image
+                .as_ref()
+                .map(|image| image.given().to_owned())
+                .unwrap_or_default(),
             tenant: prepared.decision.tenant.clone(),
             bytes_in: prepared.bytes_in,
         }
-    }
-}
-
-/// The one log line per build, readable with `faas-cli logs`.
-fn log_outcome(
-    call_id: &str,
-    logged: &Logged,
-    started: Instant,
-    steps: Option<Steps>,
-    result: Result<(), &BuildError>,
-) {
-    let duration = secs(started);
-    let Steps { total, cached } = steps.unwrap_or_default();
-    let Logged {
-        image,
-        tenant,
-        bytes_in,
-    } = logged;
-    match result {
-        Ok(()) => tracing::info!(
-            call_id = %call_id,
-            image = %image,
-            tenant = %tenant,
-            status = "success",
-            duration,
-            bytes_in,
-            steps = total,
-            cached,
-            "build"
-        ),
-        Err(err) => tracing::warn!(
-            call_id = %call_id,
-            image = %image,
-            tenant = %tenant,
-            status = "failed",
-            code = err.status().as_u16(),
-            error = %err,
-            duration,
-            bytes_in,
-            steps = total,
-            cached,
-            "build"
-        ),
     }
 }
 

@@ -4,7 +4,7 @@
 //! definition of that format, for the builder (open) and the CLI (seal).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -48,25 +48,22 @@ impl PublicKeyInfo {
     ///
     /// # Errors
     /// When it is neither, or the algorithm is not [`ALGORITHM`].
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
         let text = text.trim();
         let info = if text.starts_with('{') {
-            serde_json::from_str::<Self>(text).map_err(|e| format!("public key JSON: {e}"))?
+            serde_json::from_str::<Self>(text)?
         } else {
             Self::from_key(text)?
         };
         if info.algorithm != ALGORITHM {
-            return Err(format!(
-                "public key algorithm {:?} is not {ALGORITHM}",
-                info.algorithm
-            ));
+            return Err(KeyError::Algorithm(info.algorithm));
         }
-        decode_key(&info.public_key).map_err(|e| format!("public key: {e}"))?;
+        decode_key(&info.public_key, "public key")?;
         Ok(info)
     }
 
-    fn from_key(public_key: &str) -> Result<Self, String> {
-        decode_key(public_key).map_err(|e| format!("public key: {e}"))?;
+    fn from_key(public_key: &str) -> Result<Self, KeyError> {
+        decode_key(public_key, "public key")?;
         Ok(Self {
             key_id: key_id(public_key),
             algorithm: ALGORITHM.to_owned(),
@@ -110,20 +107,30 @@ impl OpeningKey {
     /// # Errors
     /// When the file cannot be read or does not hold a base64 32-byte key (the message names the
     /// file, never its content).
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
-        );
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?,
+            );
+        Self::parse(&text).map_err(|source| KeyError::File {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
     }
 
     /// Reads a base64 32-byte key.
     ///
     /// # Errors
     /// When it is not one.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let raw = Zeroizing::new(decode_key(text)?);
-        let secret = SecretKey::from_slice(&raw[..]).map_err(|_| "not a 32-byte key".to_owned())?;
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let raw = Zeroizing::new(decode_key(text, "key")?);
+        let secret = SecretKey::from_slice(&raw[..]).map_err(|_| KeyError::Length {
+            what: "key",
+            len: raw.len(),
+        })?;
         Ok(Self::from_secret(secret))
     }
 
@@ -168,7 +175,7 @@ impl OpeningKey {
                 ours: self.info.key_id.clone(),
             });
         }
-        let sender = decode_key(&envelope.public_key)
+        let sender = decode_key(&envelope.public_key, "public key")
             .ok()
             .and_then(|raw| PublicKey::from_slice(&raw).ok())
             .ok_or(SealedError::SenderKey)?;
@@ -200,7 +207,8 @@ pub fn seal(
     recipient: &PublicKeyInfo,
     values: &BTreeMap<String, Zeroizing<Vec<u8>>>,
 ) -> Result<Vec<u8>, SealedError> {
-    let raw = decode_key(&recipient.public_key).map_err(|_| SealedError::SenderKey)?;
+    let raw =
+        decode_key(&recipient.public_key, "public key").map_err(|_| SealedError::SenderKey)?;
     let recipient_key = PublicKey::from_slice(&raw).map_err(|_| SealedError::SenderKey)?;
     let ephemeral = SecretKey::generate(&mut OsRng);
     let sealed_box = SalsaBox::new(&recipient_key, &ephemeral);
@@ -281,15 +289,56 @@ fn key_id(public_key: &str) -> String {
     public_key.chars().take(8).collect()
 }
 
-fn decode_key(text: &str) -> Result<Vec<u8>, String> {
+/// `what`, base64 of 32 bytes, decoded.
+fn decode_key(text: &str, what: &'static str) -> Result<Vec<u8>, KeyError> {
     let raw = BASE64
         .decode(text.trim())
-        .map_err(|_| "not base64".to_owned())?;
+        .map_err(|_| KeyError::NotBase64 { what })?;
     if raw.len() == 32 {
         Ok(raw)
     } else {
-        Err(format!("expected a 32-byte key, got {} bytes", raw.len()))
+        Err(KeyError::Length {
+            what,
+            len: raw.len(),
+        })
     }
+}
+
+/// Why a key (the builder's, or its public half) could not be used; never quotes the key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key file cannot be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The key file does not hold a key.
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: Box<KeyError>,
+    },
+    /// `/publickey` JSON that is not one.
+    #[error("public key JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Another algorithm than ours.
+    #[error("public key algorithm {0:?} is not {ALGORITHM}")]
+    Algorithm(String),
+    /// Not base64.
+    #[error("{what}: not base64")]
+    NotBase64 {
+        /// `key` or `public key`.
+        what: &'static str,
+    },
+    /// Base64 of another length than 32 bytes.
+    #[error("{what}: expected a 32-byte key, got {len} bytes")]
+    Length {
+        /// `key` or `public key`.
+        what: &'static str,
+        /// The decoded length.
+        len: usize,
+    },
 }
 
 #[cfg(test)]

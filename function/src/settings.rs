@@ -114,18 +114,18 @@ impl Settings {
         let secrets_key = match get("build_secrets_private_key_path") {
             Some(path) if !path.trim().is_empty() => Some(
                 OpeningKey::load(path.trim().as_ref())
-                    .map_err(|e| err("build_secrets_private_key_path", e))?,
+                    .map_err(|e| err("build_secrets_private_key_path", e.to_string()))?,
             ),
             _ if std::path::Path::new(DEFAULT_SECRETS_KEY).is_file() => Some(
                 OpeningKey::load(DEFAULT_SECRETS_KEY.as_ref())
-                    .map_err(|e| err("build_secrets_private_key_path", e))?,
+                    .map_err(|e| err("build_secrets_private_key_path", e.to_string()))?,
             ),
             _ => None,
         };
         let cache_repository = get("cache_repository").filter(|v| !v.trim().is_empty());
         if let Some(template) = &cache_repository {
             let sample = crate::cache::expand(template.trim(), "acme/fn", "acme");
-            if !crate::buildconfig::valid_reference(&sample) {
+            if sample.parse::<buildkit::ImageRef>().is_err() {
                 return Err(err(
                     "cache_repository",
                     format!("{template:?} does not make a valid image reference (e.g. {sample:?})"),
@@ -154,19 +154,29 @@ impl Settings {
             build_timeout,
             work_dir: get("work_dir").map_or_else(std::env::temp_dir, PathBuf::from),
             policy: Policy {
-                frontends: get("allowed_frontends")
-                    .map_or_else(|| Policy::default().frontends, |v| list(&v)),
-                image_prefixes: get("allowed_image_prefixes")
-                    .map(|v| list(&v))
-                    .unwrap_or_default(),
+                frontends: match get("allowed_frontends") {
+                    Some(v) => parsed::<buildkit::ImageRef>(&v)
+                        .map_err(|e| err("allowed_frontends", e.to_string()))?,
+                    None => Policy::default().frontends,
+                },
+                image_prefixes: match get("allowed_image_prefixes") {
+                    Some(v) => parsed::<buildkit::RepoPrefix>(&v)
+                        .map_err(|e| err("allowed_image_prefixes", e.to_string()))?,
+                    None => Vec::new(),
+                },
                 tenant: get("tenant_from")
                     .map(|v| TenantRule::parse(&v))
                     .transpose()
-                    .map_err(|message| err("tenant_from", message))?
+                    .map_err(|e| err("tenant_from", e.to_string()))?
                     .unwrap_or_default(),
             },
         })
     }
+}
+
+/// A comma-separated setting of references or prefixes; blanks ignored.
+fn parsed<T: std::str::FromStr>(value: &str) -> Result<Vec<T>, T::Err> {
+    list(value).iter().map(|item| item.parse()).collect()
 }
 
 /// A comma-separated setting; blanks ignored.

@@ -103,6 +103,15 @@ pub struct Steps {
     pub cached: u32,
 }
 
+impl From<buildkit::Steps> for Steps {
+    fn from(steps: buildkit::Steps) -> Self {
+        Self {
+            total: steps.total,
+            cached: steps.cached,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

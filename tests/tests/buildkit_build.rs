@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use buildkit::{
-    BuildOutcome, BuildRequest, BuildkitError, Client, DirTree, DockerConfig, NetworkMode, Output,
+    BuildRequest, BuildkitError, Built, Client, DirTree, DockerConfig, NetworkMode, Output,
     RegistryFault,
 };
 use function_builder_tests::bed::{wait_for_process, Bed, Daemon};
@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 async fn build(
     daemon: &Daemon,
     mut req: BuildRequest,
-) -> (Result<BuildOutcome, BuildkitError>, Vec<String>) {
+) -> (Result<Built, BuildkitError>, Vec<String>) {
     let client = Client::connect(&daemon.address, daemon.tls.as_ref())
         .await
         .expect("connect to the daemon");
@@ -31,7 +31,7 @@ async fn build(
         }
         lines
     });
-    let result = client.build(req, events).await;
+    let result = client.build(req, events).await.result;
     (result, lines.await.unwrap())
 }
 
@@ -47,7 +47,7 @@ async fn a_tricky_context_builds_pushes_and_arrives_intact() {
         let image = format!("{}/tests/context:{n}", bed.registry);
         let (result, lines) = build(
             daemon,
-            context_request(dir.path(), Output::Push(image.clone())),
+            context_request(dir.path(), Output::Push(image.parse().unwrap())),
         )
         .await;
         let outcome = result.unwrap_or_else(|err| {
@@ -92,7 +92,7 @@ async fn a_build_arg_reaches_run() {
         let image = format!("{}/tests/build-arg:{n}", bed.registry);
         // A new value each run, so the RUN step is never a cache hit and its output is logged.
         let greeting = format!("hello from a build arg {}", std::process::id());
-        let mut req = context_request(dir.path(), Output::Push(image.clone()));
+        let mut req = context_request(dir.path(), Output::Push(image.parse().unwrap()));
         req.build_args.insert("GREETING".into(), greeting.clone());
         let (result, lines) = build(daemon, req).await;
         result.unwrap_or_else(|err| {
@@ -199,13 +199,14 @@ async fn pushing_to_a_registry_with_auth_needs_the_config_json_credentials() {
 
         let (result, _) = build(
             daemon,
-            context_request(dir.path(), Output::Push(image.clone())),
+            context_request(dir.path(), Output::Push(image.parse().unwrap())),
         )
         .await;
         match result {
             Err(BuildkitError::Registry {
                 fault: RegistryFault::Refused,
                 message,
+                ..
             }) => {
                 let lower = message.to_lowercase();
                 assert!(
@@ -216,7 +217,7 @@ async fn pushing_to_a_registry_with_auth_needs_the_config_json_credentials() {
             other => panic!("a push without credentials is refused by the registry, got {other:?}"),
         }
 
-        let mut req = context_request(dir.path(), Output::Push(image.clone()));
+        let mut req = context_request(dir.path(), Output::Push(image.parse().unwrap()));
         req.registry_auth = Arc::new(config.clone());
         let (result, lines) = build(daemon, req).await;
         let outcome = result
@@ -295,7 +296,7 @@ async fn a_context_of_many_small_files_transfers_completely() {
     }
     for (n, daemon) in bed.daemons().iter().enumerate() {
         let image = format!("{}/tests/many:{n}", bed.registry);
-        let mut req = context_request(dir.path(), Output::Push(image.clone()));
+        let mut req = context_request(dir.path(), Output::Push(image.parse().unwrap()));
         req.shared_key = format!("many-{}-{n}", std::process::id());
         let (result, lines) = tokio::time::timeout(Duration::from_secs(120), build(daemon, req))
             .await

@@ -76,7 +76,7 @@ fn archive_seeds_are_served_or_refused_as_named() {
     for (name, reason) in refused {
         let outcome = index(name);
         assert!(
-            outcome.as_ref().is_err_and(|e| e.contains(reason)),
+            outcome.as_ref().is_err_and(|e| e.message.contains(reason)),
             "{name}: {outcome:?}, expected {reason:?}"
         );
     }

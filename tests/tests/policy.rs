@@ -91,7 +91,7 @@ async fn no_form_of_a_syntax_directive_makes_any_daemon_contact_a_frontend_regis
 async fn a_frontend_the_setting_allows_is_forwarded_to() {
     let bed = Bed::get();
     let frontend = format!("{}/frontends/allowed", bed.registry);
-    let allow = |s: &mut handler::Settings| s.policy.frontends = vec![frontend.clone()];
+    let allow = |s: &mut handler::Settings| s.policy.frontends = vec![frontend.parse().unwrap()];
     for (daemon, server) in function_builder_tests::api::servers(&bed, allow).await {
         // No such image in the registry: the forward is attempted and fails on the pull.
         let (status, json) = build(
@@ -109,15 +109,20 @@ async fn a_frontend_the_setting_allows_is_forwarded_to() {
 #[tokio::test]
 async fn images_outside_the_allowed_prefixes_are_refused_before_buildkit() {
     let bed = Bed::get();
-    let inside = format!("{}/acme/", bed.registry);
-    let server = Server::start(&bed, |s| s.policy.image_prefixes = vec![inside.clone()]).await;
+    // Written with a trailing `/`, which changes nothing; messages give the normal form.
+    let prefix = format!("{}/acme", bed.registry);
+    let inside = format!("{prefix}/");
+    let server = Server::start(&bed, |s| {
+        s.policy.image_prefixes = vec![inside.parse().unwrap()]
+    })
+    .await;
     let df = format!("FROM {}\n", bed.base_image);
     let outside = format!("{}/other/fn:1", bed.registry);
     let (status, json) = build(&server, &format!(r#"{{"image":"{outside}"}}"#), &df).await;
     assert_eq!(status, 403, "{json:#}");
     assert_eq!(
         json["error"],
-        format!("image \"{outside}\" is outside allowed_image_prefixes ({inside})")
+        format!("image \"{outside}\" is outside allowed_image_prefixes ({prefix})")
     );
     let (status, json) = build(&server, &format!(r#"{{"image":"{inside}fn:1"}}"#), &df).await;
     assert_eq!(status, 200, "{json:#}");
@@ -127,7 +132,7 @@ async fn images_outside_the_allowed_prefixes_are_refused_before_buildkit() {
     assert_eq!(status, 403, "{json:#}");
     assert_eq!(
         json["error"],
-        format!("cache ref \"{outside}\" is outside allowed_image_prefixes ({inside})")
+        format!("cache ref \"{outside}\" is outside allowed_image_prefixes ({prefix})")
     );
     // Inside the prefixes but in another repository: one tenant's build may not write (or read)
     // the cache another tenant's builds import.
@@ -138,6 +143,69 @@ async fn images_outside_the_allowed_prefixes_are_refused_before_buildkit() {
     assert_eq!(
         json["error"],
         format!("cache ref \"{other}\" is outside \"{inside}fn\": a build's cache refs name its image's repository or one below it")
+    );
+}
+
+#[tokio::test]
+async fn allowed_prefixes_match_whole_path_components() {
+    let bed = Bed::get();
+    let registry = &bed.registry;
+    let df = format!(
+        "FROM {}\nRUN echo prefix-{}\n",
+        bed.base_image,
+        std::process::id()
+    );
+    let prefix = format!("{registry}/acme");
+    let server = Server::start(&bed, |s| {
+        s.policy.image_prefixes = vec![prefix.parse().unwrap()]
+    })
+    .await;
+    for outside in [
+        format!("{registry}/acme-evil/fn:1"),
+        format!("{registry}/acmex:1"),
+        format!("{registry}/acme.evil/fn:1"),
+        format!("{registry}/other/acme/fn:1"),
+        "127.0.0.1:1/acme/fn:1".to_owned(),
+        "acme/fn:1".to_owned(),
+    ] {
+        let (status, json) = build(&server, &format!(r#"{{"image":"{outside}"}}"#), &df).await;
+        assert_eq!(status, 403, "{outside}: {json:#}");
+        assert_eq!(
+            json["error"],
+            format!("image \"{outside}\" is outside allowed_image_prefixes ({prefix})")
+        );
+    }
+    for inside in [
+        format!("{registry}/acme:1"),
+        format!("{registry}/acme/fn:1"),
+    ] {
+        let (status, json) = build(&server, &format!(r#"{{"image":"{inside}"}}"#), &df).await;
+        assert_eq!(status, 200, "{inside}: {json:#}");
+        assert_eq!(json["image"], inside.as_str());
+    }
+    // Same rule for cache refs, checked before the cache-scope rule.
+    let evil = format!("{registry}/acme-evil/fn:cache");
+    let config = format!(r#"{{"image":"{prefix}/fn:1","cache":{{"from":["{evil}"]}}}}"#);
+    let (status, json) = build(&server, &config, &df).await;
+    assert_eq!(status, 403, "{json:#}");
+    assert_eq!(
+        json["error"],
+        format!("cache ref \"{evil}\" is outside allowed_image_prefixes ({prefix})")
+    );
+
+    // A registry host alone admits every repository on it, and nothing on another port.
+    let host_only = Server::start(&bed, |s| {
+        s.policy.image_prefixes = vec![format!("{registry}/").parse().unwrap()]
+    })
+    .await;
+    let anyone = format!("{registry}/anyone/fn:1");
+    let (status, json) = build(&host_only, &format!(r#"{{"image":"{anyone}"}}"#), &df).await;
+    assert_eq!(status, 200, "{json:#}");
+    let (status, json) = build(&host_only, r#"{"image":"127.0.0.1:1/anyone/fn:1"}"#, &df).await;
+    assert_eq!(status, 403, "{json:#}");
+    assert_eq!(
+        json["error"],
+        format!("image \"127.0.0.1:1/anyone/fn:1\" is outside allowed_image_prefixes ({registry})")
     );
 }
 

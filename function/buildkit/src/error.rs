@@ -42,10 +42,21 @@ pub enum BuildkitError {
     /// A registry did not take the image, or give one the build needed.
     #[error("{message}")]
     Registry {
-        /// Whether it could not be reached (retrying may help) or said no.
+        /// Whether it could not be reached (retrying may help), said no, or showed a
+        /// certificate that could not be verified.
         fault: RegistryFault,
+        /// The registry (`host[:port]`), where the failure names it.
+        registry: Option<String>,
         /// The registry's, Engine's or BuildKit's words, e.g. `push reg/app:1: denied: …`.
         message: String,
+    },
+    /// The build ran past the request's timeout and was canceled.
+    #[error("build did not finish within {}s{}", limit.as_secs(), if running.is_empty() { String::new() } else { format!("; running: {}", running.join(", ")) })]
+    Timeout {
+        /// The limit.
+        limit: std::time::Duration,
+        /// The steps that were running, each named once, in the order they started.
+        running: Vec<String>,
     },
     /// The session with the daemon broke.
     #[error("buildkit session: {message}")]

@@ -10,6 +10,9 @@
 
 use prost::Message;
 
+use crate::steps::FailedStep;
+use crate::{Address, BuildkitError};
+
 /// The failed step's op, from BuildKit's `errdefs.Solve` detail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FailedOp {
@@ -131,7 +134,20 @@ pub enum RegistryFault {
     /// It answered and said no: 401/403 denied, unknown repository, invalid name. Retrying
     /// cannot help.
     Refused,
+    /// Its TLS certificate could not be verified (unknown authority, wrong name, expired): a
+    /// configuration problem of the registry or of the daemon's trust, which retrying cannot fix.
+    Certificate,
 }
+
+/// Certificate failures, as Go's crypto/x509 and crypto/tls word them. Checked before
+/// [`UNREACHABLE`], which holds the TLS transport failures (a handshake timeout).
+const CERTIFICATE: &[&str] = &[
+    "x509: ",
+    "tls: failed to verify certificate",
+    "certificate signed by unknown authority",
+    "certificate is not valid",
+    "certificate has expired",
+];
 
 /// Transport failures, as Go's net, net/http and crypto/tls word them.
 const UNREACHABLE: &[&str] = &[
@@ -147,7 +163,6 @@ const UNREACHABLE: &[&str] = &[
     "deadline exceeded",
     "tls handshake",
     "tls: ",
-    "x509: ",
     "broken pipe",
     "unexpected eof",
 ];
@@ -179,13 +194,15 @@ const OVERLOADED: &[&str] = &[
     "status 5",
 ];
 
-/// The registry fault a message describes, if it describes one: transport failures first (an
-/// auth server that cannot be reached is unreachable, not a refusal), then refusals, then 5xx
-/// and 429.
+/// The registry fault a message describes, if it describes one: certificate failures first, then
+/// transport failures (an auth server that cannot be reached is unreachable, not a refusal), then
+/// refusals, then 5xx and 429.
 pub(crate) fn registry_fault(message: &str) -> Option<RegistryFault> {
     let lower = message.to_lowercase();
     let any = |needles: &[&str]| needles.iter().any(|needle| lower.contains(needle));
-    if any(UNREACHABLE) {
+    if any(CERTIFICATE) {
+        Some(RegistryFault::Certificate)
+    } else if any(UNREACHABLE) {
         Some(RegistryFault::Unreachable)
     } else if any(REFUSED) {
         Some(RegistryFault::Refused)
@@ -194,6 +211,57 @@ pub(crate) fn registry_fault(message: &str) -> Option<RegistryFault> {
     } else {
         None
     }
+}
+
+/// What a failed Solve on the daemon at `address` means: the daemon gone, a registry's fault,
+/// or the build's own failure (`failed`, the step the status stream saw fail).
+pub(crate) fn solve_error(
+    address: &Address,
+    status: &tonic::Status,
+    failed: Option<FailedStep>,
+) -> BuildkitError {
+    let unavailable = |message: String| BuildkitError::Unavailable {
+        address: address.to_string(),
+        message,
+    };
+    // A status the transport made, whatever its code (the daemon gone mid-build gives `Unknown:
+    // transport error`), has the transport error as its source: the daemon did not answer.
+    if let Some(source) = std::error::Error::source(status) {
+        // tonic's message is often the source's own text: say it once.
+        let chain = crate::error::error_chain(source);
+        let message = if chain.starts_with(status.message()) {
+            chain
+        } else {
+            format!("{}: {chain}", status.message())
+        };
+        return unavailable(message);
+    }
+    let details = Details::of(status);
+    if !details.step_failed(status.message()) {
+        if let Some(fault) = registry_fault(status.message()) {
+            return BuildkitError::Registry {
+                fault,
+                registry: registry_named_in(status.message()),
+                message: status.message().to_owned(),
+            };
+        }
+    }
+    if status.code() == tonic::Code::Unavailable {
+        return unavailable(status.message().to_owned());
+    }
+    let (step, output) = failed.map_or((None, Vec::new()), |f| (Some(f.name), f.output));
+    BuildkitError::Build {
+        message: status.message().to_owned(),
+        step,
+        output,
+    }
+}
+
+/// The registry host a Go HTTP error names in its URL (`Head "https://reg:5000/v2/…": …`).
+pub(crate) fn registry_named_in(message: &str) -> Option<String> {
+    let (_, rest) = message.split_once("://")?;
+    let host = rest.split(['/', '"', ' ']).next()?;
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -280,6 +348,8 @@ mod tests {
             ("failed to do request: Head \"http://127.0.0.1:1/v2/x/blobs/sha256:a\": dial tcp 127.0.0.1:1: connect: connection refused", Some(RegistryFault::Unreachable)),
             ("Get \"https://reg.example/v2/\": dial tcp: lookup reg.example on 10.0.0.10:53: no such host", Some(RegistryFault::Unreachable)),
             ("Get \"https://r/v2/\": net/http: TLS handshake timeout", Some(RegistryFault::Unreachable)),
+            ("failed to do request: Head \"https://reg.example:5000/v2/x/manifests/1\": tls: failed to verify certificate: x509: certificate signed by unknown authority", Some(RegistryFault::Certificate)),
+            ("Get \"https://r/v2/\": x509: certificate is valid for a.example, not r", Some(RegistryFault::Certificate)),
             ("received unexpected HTTP status: 503 Service Unavailable", Some(RegistryFault::Unreachable)),
             ("toomanyrequests: You have reached your pull rate limit", Some(RegistryFault::Unreachable)),
             ("unexpected status: 401 Unauthorized", Some(RegistryFault::Refused)),
@@ -291,5 +361,20 @@ mod tests {
         for (message, want) in cases {
             assert_eq!(registry_fault(message), want, "{message}");
         }
+    }
+
+    #[test]
+    fn a_registry_is_named_by_the_url_in_its_error() {
+        assert_eq!(
+            registry_named_in(
+                "failed to do request: Head \"https://Reg.Example:5000/v2/x\": x509: …"
+            )
+            .as_deref(),
+            Some("reg.example:5000")
+        );
+        assert_eq!(
+            registry_named_in("x509: certificate signed by unknown authority"),
+            None
+        );
     }
 }

@@ -9,7 +9,8 @@
 //!
 //! let address: Address = "docker://".parse().expect("valid address");
 //! let client = Client::connect(&address, None).await?;
-//! let req = BuildRequest::new(Arc::new(DirTree::new("./app")), Output::Push("127.0.0.1:5000/app:1".into()));
+//! let image = "127.0.0.1:5000/app:1".parse().expect("valid reference");
+//! let req = BuildRequest::new(Arc::new(DirTree::new("./app")), Output::Push(image));
 //! let (events, mut progress) = tokio::sync::mpsc::channel(256);
 //! tokio::spawn(async move {
 //!     while let Some(event) = progress.recv().await {
@@ -18,8 +19,8 @@
 //!         }
 //!     }
 //! });
-//! let outcome = client.build(req, events).await?;
-//! println!("pushed {:?}", outcome.digest);
+//! let built = client.build(req, events).await.result?;
+//! println!("pushed {:?}", built.digest);
 //! # Ok(())
 //! # }
 //! ```
@@ -38,10 +39,13 @@ pub mod internals;
 mod progress;
 mod proto;
 mod push;
+mod reference;
 mod render;
+mod request;
 mod session;
 mod solve;
 mod status;
+mod steps;
 
 pub use address::{Address, AddressError, DEFAULT_DOCKER_SOCKET};
 pub use client::{Client, Worker};
@@ -52,5 +56,7 @@ pub use fs::links;
 pub use fs::patterns::{parse_dockerignore, Filter, PatternError, Verdict};
 pub use fs::{DirTree, Entry, EntryKind, SourceTree};
 pub use progress::Event;
-pub use render::render;
-pub use solve::{BuildOutcome, BuildRequest, Cache, NetworkMode, Output};
+pub use reference::{ImageRef, ReferenceError, RepoPrefix};
+pub use render::{log_line, render};
+pub use solve::{BuildOutcome, BuildRequest, Built, Cache, NetworkMode, Output};
+pub use steps::Steps;

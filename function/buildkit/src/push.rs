@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tokio::net::UnixStream;
 
 use crate::failure::{registry_fault, RegistryFault};
-use crate::{BuildkitError, DockerConfig};
+use crate::{BuildkitError, DockerConfig, ImageRef};
 
 /// Engine API version: Docker 20.10's, understood by every later Engine.
 const API_VERSION: &str = "v1.41";
@@ -39,29 +39,30 @@ struct PushAux {
     digest: Option<String>,
 }
 
-/// Pushes `image` (`name[:tag]`) from the Engine at `socket`, with credentials for its registry
+/// Pushes `image` from the Engine at `socket`, with credentials for its registry
 /// from `config` in the `X-Registry-Auth` header; returns the manifest digest the registry stored.
 ///
 /// # Errors
 /// [`BuildkitError::Registry`] with the registry's message (errors arrive inside a 200 response).
 pub(crate) async fn push(
     socket: &Path,
-    image: &str,
+    image: &ImageRef,
     config: Arc<DockerConfig>,
 ) -> Result<String, BuildkitError> {
     // The Engine says what went wrong only in words (its `errorDetail` has no code for a
     // registry's answers): what they do not name as a refusal may pass with a retry.
     let fail = |message: String| BuildkitError::Registry {
         fault: registry_fault(&message).unwrap_or(RegistryFault::Unreachable),
-        message: format!("push {image}: {message}"),
+        registry: Some(image.registry().to_owned()),
+        message: format!("push {}: {message}", image.given()),
     };
-    let host = registry_host(image).to_owned();
+    let host = image.registry().to_owned();
     // A credential helper is a process: run it on a blocking thread.
     let registry_auth = tokio::task::spawn_blocking(move || config.registry_auth_header(&host))
         .await
         .map_err(|err| fail(err.to_string()))?
         .map_err(|err| fail(err.to_string()))?;
-    let (name, tag) = split_tag(image);
+    let (name, tag) = (image.repository(), image.tag().unwrap_or("latest"));
     let stream = UnixStream::connect(socket)
         .await
         .map_err(|err| BuildkitError::Unavailable {
@@ -111,49 +112,4 @@ pub(crate) async fn push(
         }
     }
     digest.ok_or_else(|| fail("the engine reported no digest for the pushed manifest".to_owned()))
-}
-
-/// `reg:5000/team/app:1.2` → (`reg:5000/team/app`, `1.2`); no tag → `latest`.
-fn split_tag(image: &str) -> (&str, &str) {
-    let last = image.rfind('/').map_or(0, |i| i + 1);
-    match image[last..].rfind(':') {
-        Some(colon) => (&image[..last + colon], &image[last + colon + 1..]),
-        None => (image, "latest"),
-    }
-}
-
-/// The registry host of an image reference, as Docker names it (Docker Hub for bare names).
-pub(crate) fn registry_host(image: &str) -> &str {
-    match image.split_once('/') {
-        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
-        _ => "docker.io",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_name_and_tag() {
-        assert_eq!(
-            split_tag("127.0.0.1:5000/fn/hello:1.0"),
-            ("127.0.0.1:5000/fn/hello", "1.0")
-        );
-        assert_eq!(
-            split_tag("127.0.0.1:5000/fn/hello"),
-            ("127.0.0.1:5000/fn/hello", "latest")
-        );
-        assert_eq!(split_tag("alpine"), ("alpine", "latest"));
-        assert_eq!(split_tag("alpine:3"), ("alpine", "3"));
-    }
-
-    #[test]
-    fn finds_the_registry_host() {
-        assert_eq!(registry_host("127.0.0.1:5000/fn/hello:1"), "127.0.0.1:5000");
-        assert_eq!(registry_host("ghcr.io/org/fn"), "ghcr.io");
-        assert_eq!(registry_host("localhost/fn"), "localhost");
-        assert_eq!(registry_host("org/fn"), "docker.io");
-        assert_eq!(registry_host("alpine"), "docker.io");
-    }
 }

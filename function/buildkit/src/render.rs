@@ -44,7 +44,13 @@ pub fn render(event: &Event) -> Option<String> {
         Event::Log { line, at, .. } => (at, line.clone()),
         Event::Warning { message, at, .. } => (at, format!("WARN: {message}")),
     };
-    Some(format!("{} {text}", timestamp(*at)))
+    Some(log_line(*at, &text))
+}
+
+/// A Builder API log line: `<RFC3339 UTC, seconds> <text>`, the one shape of every line of a
+/// build's log, the daemon's and the builder's own.
+pub fn log_line(at: SystemTime, text: &str) -> String {
+    format!("{} {text}", timestamp(at))
 }
 
 fn counter(id: &str, current: i64, total: i64) -> String {

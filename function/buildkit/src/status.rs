@@ -1,9 +1,18 @@
-//! BuildKit's `StatusResponse` messages as the progress tracker's input.
+//! A build's Status stream: BuildKit's `StatusResponse` messages read as they come, merged into
+//! events for the caller and into the build's step log.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::progress::{LogChunk, StatusUpdate, VertexStatusUpdate, VertexUpdate, WarningUpdate};
-use crate::proto::control::StatusResponse;
+use tokio::sync::mpsc;
+
+use crate::progress::{
+    Event, LogChunk, StatusUpdate, Tracker, VertexStatusUpdate, VertexUpdate, WarningUpdate,
+};
+use crate::proto::control::{StatusRequest, StatusResponse};
+use crate::solve::lock;
+use crate::steps::StepLog;
+use crate::Client;
 
 impl From<StatusResponse> for StatusUpdate {
     fn from(resp: StatusResponse) -> Self {
@@ -54,6 +63,56 @@ impl From<StatusResponse> for StatusUpdate {
                 .collect(),
         }
     }
+}
+
+/// Reads the build's status stream into `events`, keeping the step log as it goes.
+pub(crate) async fn follow_status(
+    client: Client,
+    build_ref: String,
+    events: mpsc::Sender<Event>,
+    log: Arc<Mutex<StepLog>>,
+) {
+    let mut stream = match client
+        .control
+        .clone()
+        .status(StatusRequest { r#ref: build_ref })
+        .await
+    {
+        Ok(stream) => stream.into_inner(),
+        Err(status) => {
+            tracing::warn!(
+                message = status.message(),
+                "could not follow the build's status"
+            );
+            return;
+        }
+    };
+    let mut tracker = Tracker::new();
+    // Bounded: a slow reader holds the status stream back instead of queueing without limit.
+    let deliver = |batch: Vec<Event>| {
+        let (events, log) = (&events, &log);
+        async move {
+            for event in batch {
+                lock(log).observe(&event);
+                // A reader that went away still lets the build finish.
+                let _ = events.send(event).await;
+            }
+        }
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(update)) => deliver(tracker.update(update.into())).await,
+            Ok(None) => break,
+            Err(status) => {
+                tracing::debug!(
+                    message = status.message(),
+                    "status stream ended with an error"
+                );
+                break;
+            }
+        }
+    }
+    deliver(tracker.finish()).await;
 }
 
 /// A protobuf timestamp as `SystemTime`; Go's zero time (year 1) and anything before the epoch

@@ -609,7 +609,7 @@ impl Bench<'_> {
     fn alone(&self, client: &Client, ctx: &Context, key: &str) -> f64 {
         let mut req = BuildRequest::new(
             Arc::new(DirTree::new(ctx.path())),
-            Output::Tag(format!("bench/alone:{key}")),
+            Output::Tag(format!("bench/alone:{key}").parse().unwrap()),
         );
         req.network = NetworkMode::None;
         req.shared_key = key.to_owned();
@@ -617,7 +617,11 @@ impl Bench<'_> {
         let start = Instant::now();
         self.runtime.block_on(async {
             tokio::spawn(async move { while rx.recv().await.is_some() {} });
-            client.build(req, events).await.expect("our client's build")
+            client
+                .build(req, events)
+                .await
+                .result
+                .expect("our client's build")
         });
         start.elapsed().as_secs_f64()
     }

@@ -1,0 +1,236 @@
+//! The Solve request for a build: frontend attributes, the exporter, and the registry cache as
+//! the daemon at hand takes them.
+
+use std::collections::HashMap;
+
+use crate::proto::control::{CacheOptions, CacheOptionsEntry, Exporter, SolveRequest};
+use crate::solve::{BuildRequest, NetworkMode, Output};
+use crate::ImageRef;
+
+pub(crate) fn solve_request(
+    req: &BuildRequest,
+    build_ref: &str,
+    session_id: &str,
+    is_docker: bool,
+) -> SolveRequest {
+    let mut attrs = HashMap::new();
+    attrs.insert("filename".to_owned(), req.dockerfile.clone());
+    for (name, value) in &req.build_args {
+        attrs.insert(format!("build-arg:{name}"), value.clone());
+    }
+    if !req.platforms.is_empty() {
+        attrs.insert("platform".to_owned(), req.platforms.join(","));
+    }
+    if let Some(target) = &req.target {
+        attrs.insert("target".to_owned(), target.clone());
+    }
+    if req.network == NetworkMode::None {
+        attrs.insert("force-network-mode".to_owned(), "none".to_owned());
+    }
+    for (name, value) in &req.frontend_attrs {
+        attrs.insert(name.clone(), value.clone());
+    }
+    let exporter = match (&req.output, is_docker) {
+        // A Docker Engine's own image store; its push goes through the Engine API afterwards.
+        (Output::Push(image) | Output::Tag(image), true) => Some(Exporter {
+            r#type: "moby".to_owned(),
+            attrs: HashMap::from([("name".to_owned(), image.to_string())]),
+        }),
+        (Output::Push(image), false) => Some(Exporter {
+            r#type: "image".to_owned(),
+            attrs: registry_attrs(
+                req,
+                image,
+                &[("name", &image.to_string()), ("push", "true")],
+            ),
+        }),
+        (Output::Tag(image), false) => Some(Exporter {
+            r#type: "image".to_owned(),
+            attrs: HashMap::from([
+                ("name".to_owned(), image.to_string()),
+                ("push".to_owned(), "false".to_owned()),
+            ]),
+        }),
+        (Output::Discard, _) => None,
+    };
+    let cache = cache_options(req, is_docker);
+    if !cache.imports.is_empty() {
+        // The Dockerfile frontend reads its imports from this attribute, as BuildKit's own
+        // client sets it: `[{"Type":"registry","Attrs":{"ref":…}}]`.
+        let json: Vec<serde_json::Value> = cache
+            .imports
+            .iter()
+            .map(|i| serde_json::json!({ "Type": i.r#type, "Attrs": i.attrs }))
+            .collect();
+        attrs.insert(
+            "cache-imports".to_owned(),
+            serde_json::Value::Array(json).to_string(),
+        );
+    }
+    SolveRequest {
+        r#ref: build_ref.to_owned(),
+        session: session_id.to_owned(),
+        frontend: "dockerfile.v0".to_owned(),
+        frontend_attrs: attrs,
+        // Old daemons read only the deprecated fields, new ones prefer the list: send both.
+        exporter_deprecated: exporter
+            .as_ref()
+            .map(|e| e.r#type.clone())
+            .unwrap_or_default(),
+        exporter_attrs_deprecated: exporter
+            .as_ref()
+            .map(|e| e.attrs.clone())
+            .unwrap_or_default(),
+        exporters: exporter.into_iter().collect(),
+        cache: (!cache.exports.is_empty() || !cache.imports.is_empty()).then_some(cache),
+        ..SolveRequest::default()
+    }
+}
+
+/// `pairs` as exporter or cache attributes, with `registry.insecure=true` when `reference`'s
+/// registry is one of the request's insecure ones.
+fn registry_attrs(
+    req: &BuildRequest,
+    reference: &ImageRef,
+    pairs: &[(&str, &str)],
+) -> HashMap<String, String> {
+    let mut attrs: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let host = reference.registry();
+    if req
+        .insecure_registries
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(host))
+    {
+        attrs.insert("registry.insecure".to_owned(), "true".to_owned());
+    }
+    attrs
+}
+
+/// The request's cache as BuildKit's cache options, for the daemon at hand (see [`Cache`]).
+fn cache_options(req: &BuildRequest, is_docker: bool) -> CacheOptions {
+    let registry = |reference: &ImageRef, extra: &[(&str, &str)]| CacheOptionsEntry {
+        r#type: "registry".to_owned(),
+        attrs: registry_attrs(
+            req,
+            reference,
+            &[&[("ref", reference.to_string().as_str())], extra].concat(),
+        ),
+    };
+    let mut options = CacheOptions::default();
+    match (&req.cache.export, is_docker) {
+        (None, _) => {}
+        (Some(_), true) => {
+            options.exports.push(CacheOptionsEntry {
+                r#type: "inline".to_owned(),
+                attrs: HashMap::new(),
+            });
+            if let Output::Push(image) = &req.output {
+                options.imports.push(registry(image, &[]));
+            }
+        }
+        (Some(reference), false) => options.exports.push(registry(
+            reference,
+            &[("mode", "max"), ("ignore-error", "true")],
+        )),
+    }
+    // On a Docker Engine nothing is ever exported to the export ref: importing it only costs a
+    // registry round trip.
+    let never_written = req.cache.export.as_ref().filter(|_| is_docker);
+    for reference in &req.cache.import {
+        let known = options
+            .imports
+            .iter()
+            .any(|i| i.attrs.get("ref") == Some(&reference.to_string()));
+        if Some(reference) != never_written && !known {
+            options.imports.push(registry(reference, &[]));
+        }
+    }
+    options
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::solve::Cache;
+
+    fn r(text: &str) -> ImageRef {
+        text.parse().unwrap()
+    }
+
+    fn request(output: Output, cache: Cache, insecure: &[&str]) -> BuildRequest {
+        let mut req = BuildRequest::new(Arc::new(crate::DirTree::new("/nonexistent")), output);
+        req.cache = cache;
+        req.insecure_registries = insecure.iter().map(|s| (*s).to_owned()).collect();
+        req
+    }
+
+    fn entry(kind: &str, attrs: &[(&str, &str)]) -> CacheOptionsEntry {
+        CacheOptionsEntry {
+            r#type: kind.to_owned(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn buildkitd_exports_a_max_registry_cache_that_cannot_fail_the_build() {
+        let cache = Cache {
+            import: vec![r("edge:5000/c/app:1")],
+            export: Some(r("edge:5000/c/app:1")),
+        };
+        let req = request(Output::Push(r("edge:5000/app:1")), cache, &["edge:5000"]);
+        let solve = solve_request(&req, "ref", "session", false);
+        let cache = solve.cache.unwrap();
+        let insecure = ("registry.insecure", "true");
+        assert_eq!(
+            cache.exports,
+            [entry(
+                "registry",
+                &[
+                    ("ref", "edge:5000/c/app:1"),
+                    ("mode", "max"),
+                    ("ignore-error", "true"),
+                    insecure
+                ]
+            )]
+        );
+        assert_eq!(
+            cache.imports,
+            [entry("registry", &[("ref", "edge:5000/c/app:1"), insecure])]
+        );
+        assert_eq!(solve.exporter_attrs_deprecated["registry.insecure"], "true");
+        let imports: serde_json::Value =
+            serde_json::from_str(&solve.frontend_attrs["cache-imports"]).unwrap();
+        assert_eq!(imports[0]["Type"], "registry");
+        assert_eq!(imports[0]["Attrs"]["ref"], "edge:5000/c/app:1");
+    }
+
+    #[test]
+    fn a_docker_engine_exports_inline_and_imports_the_image_itself() {
+        let cache = Cache {
+            import: vec![r("r.example/c/app:1"), r("r.example/other:1")],
+            export: Some(r("r.example/c/app:1")),
+        };
+        let req = request(Output::Push(r("r.example/app:1")), cache, &[]);
+        let cache = solve_request(&req, "ref", "session", true).cache.unwrap();
+        assert_eq!(cache.exports, [entry("inline", &[])]);
+        assert_eq!(
+            cache.imports,
+            [
+                entry("registry", &[("ref", "r.example/app:1")]),
+                entry("registry", &[("ref", "r.example/other:1")])
+            ]
+        );
+        let none = request(Output::Discard, Cache::default(), &[]);
+        let solve = solve_request(&none, "ref", "session", true);
+        assert_eq!(solve.cache, None);
+        assert!(!solve.frontend_attrs.contains_key("cache-imports"));
+    }
+}

@@ -1,0 +1,201 @@
+//! The one account of a build's steps, kept as its events pass: how many Dockerfile steps it had
+//! and how many came from the cache, which are running now, and which failed with what output.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use crate::progress::Event;
+
+/// Log lines kept per step, for the error of a failing step.
+const FAILED_STEP_LINES: usize = 20;
+
+/// A build's Dockerfile steps (`[2/3] RUN …`), not BuildKit's own (`[internal] …`, exporting,
+/// pushing): how many there were and how many came from the cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Steps {
+    /// Steps the build had.
+    pub total: u32,
+    /// Of those, steps whose result came from the cache.
+    pub cached: u32,
+}
+
+/// A step that failed, and the last lines it printed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FailedStep {
+    pub(crate) name: String,
+    pub(crate) output: Vec<String>,
+}
+
+/// What the events of one build said about its steps so far.
+#[derive(Default)]
+pub(crate) struct StepLog {
+    seen: HashSet<String>,
+    cached: HashSet<String>,
+    /// Digest and name of each step started and not yet ended, in the order they started.
+    running: Vec<(String, String)>,
+    output: HashMap<String, VecDeque<String>>,
+    failed: Option<FailedStep>,
+}
+
+impl StepLog {
+    pub(crate) fn observe(&mut self, event: &Event) {
+        let (digest, name, cached) = match event {
+            Event::VertexStarted { digest, name, .. } => {
+                if !self.running.iter().any(|(d, _)| d == digest) {
+                    self.running.push((digest.clone(), name.clone()));
+                }
+                (digest, name, false)
+            }
+            Event::VertexCompleted { digest, name, .. } => {
+                self.running.retain(|(d, _)| d != digest);
+                (digest, name, false)
+            }
+            Event::VertexFailed {
+                digest,
+                name,
+                canceled,
+                ..
+            } => {
+                self.running.retain(|(d, _)| d != digest);
+                if !canceled && self.failed.is_none() {
+                    let output = self.output.remove(digest).map(Vec::from);
+                    self.failed = Some(FailedStep {
+                        name: name.clone(),
+                        output: output.unwrap_or_default(),
+                    });
+                }
+                (digest, name, false)
+            }
+            Event::VertexCached { digest, name, .. } => {
+                self.running.retain(|(d, _)| d != digest);
+                (digest, name, true)
+            }
+            Event::Log { vertex, line, .. } => {
+                let lines = self.output.entry(vertex.clone()).or_default();
+                if lines.len() == FAILED_STEP_LINES {
+                    lines.pop_front();
+                }
+                lines.push_back(line.clone());
+                return;
+            }
+            _ => return,
+        };
+        // The Dockerfile frontend names its steps `[2/3] RUN …` or `[stage 1/2] FROM …`.
+        if !name.starts_with('[') || name.starts_with("[internal]") {
+            return;
+        }
+        self.seen.insert(digest.clone());
+        if cached {
+            self.cached.insert(digest.clone());
+        }
+    }
+
+    /// The names of the steps running now, each once (a multi-platform build runs a step per
+    /// platform), in the order they started.
+    pub(crate) fn running(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for (_, name) in &self.running {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+
+    pub(crate) fn steps(&self) -> Steps {
+        let count = |set: &HashSet<String>| u32::try_from(set.len()).unwrap_or(u32::MAX);
+        Steps {
+            total: count(&self.seen),
+            cached: count(&self.cached),
+        }
+    }
+
+    /// The first step that failed (not one canceled because another failed).
+    pub(crate) fn take_failed(&mut self) -> Option<FailedStep> {
+        self.failed.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    fn started(digest: &str, name: &str) -> Event {
+        Event::VertexStarted {
+            digest: digest.into(),
+            name: name.into(),
+            at: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn log(digest: &str, line: &str) -> Event {
+        Event::Log {
+            vertex: digest.into(),
+            vertex_name: String::new(),
+            stream: 1,
+            line: line.into(),
+            at: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn failed(digest: &str, name: &str, canceled: bool) -> Event {
+        Event::VertexFailed {
+            digest: digest.into(),
+            name: name.into(),
+            at: SystemTime::UNIX_EPOCH,
+            error: "x".into(),
+            canceled,
+        }
+    }
+
+    #[test]
+    fn counts_dockerfile_steps_and_names_the_first_failure_with_its_last_lines() {
+        let mut log_ = StepLog::default();
+        let events = [
+            started("i", "[internal] load build definition"),
+            Event::VertexCached {
+                digest: "a".into(),
+                name: "[1/3] FROM base".into(),
+                at: SystemTime::UNIX_EPOCH,
+            },
+            started("b", "[2/3] RUN make"),
+            started("c", "[3/3] RUN other"),
+            started("c2", "[3/3] RUN other"),
+        ];
+        for event in &events {
+            log_.observe(event);
+        }
+        assert_eq!(
+            log_.running(),
+            [
+                "[internal] load build definition",
+                "[2/3] RUN make",
+                "[3/3] RUN other"
+            ]
+        );
+        for i in 0..25 {
+            log_.observe(&log("b", &format!("line {i}")));
+        }
+        log_.observe(&failed("c", "[3/3] RUN other", true));
+        log_.observe(&failed("b", "[2/3] RUN make", false));
+        log_.observe(&Event::VertexCompleted {
+            digest: "i".into(),
+            name: "[internal] load build definition".into(),
+            at: SystemTime::UNIX_EPOCH,
+            duration: Duration::ZERO,
+        });
+        assert_eq!(
+            log_.steps(),
+            Steps {
+                total: 4,
+                cached: 1
+            }
+        );
+        let failed = log_.take_failed().unwrap();
+        assert_eq!(failed.name, "[2/3] RUN make");
+        assert_eq!(failed.output.len(), FAILED_STEP_LINES);
+        assert_eq!(failed.output.last().unwrap(), "line 24");
+        assert_eq!(log_.running(), ["[3/3] RUN other"]);
+    }
+}
