@@ -4,7 +4,7 @@
 //! every `SOAK_EVERY` builds (default 50), half-way and at the end. Fails when open fds or temp
 //! entries at the end exceed those after the first build, or when RSS grew by more than
 //! [`RSS_SLACK_MIB`] over the second half.
-//! Run: `tests/bench --soak` (see README, "Soak").
+//! Run: `tests/bench --soak` (see docs/benchmarks.md, "Soak").
 //!
 //! Every build has a context of its own (a unique `id.txt` and 1 MiB blob beside 32 files that
 //! stay the same, `COPY . /ctx/`, a `RUN` that prints the id); every third one asks for NDJSON,

@@ -18,7 +18,7 @@
 //!
 //! `BENCH_ONLY=small,large,standalone,warm,cached,intake,rejection,self` runs some parts only.
 //! `BENCH_SMOKE=1` runs everything once on tiny inputs (a check that the program works, not a
-//! measurement). Run it with `tests/bench` (see README, "Performance").
+//! measurement). Run it with `tests/bench` (see docs/benchmarks.md, "Performance").
 
 mod procs;
 mod selfbuild;

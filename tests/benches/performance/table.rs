@@ -62,7 +62,7 @@ impl Table {
             .find(|r| r.section == section && r.name == name)
     }
 
-    /// The table as Markdown, ready for README.
+    /// The table as Markdown, ready for docs/benchmarks.md.
     pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         let mut section = None;
