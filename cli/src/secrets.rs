@@ -13,7 +13,7 @@ use handler::sealed::{self, PublicKeyInfo};
 use http_body_util::BodyExt;
 use zeroize::Zeroizing;
 
-use crate::transport::{Connection, Target};
+use crate::transport::Target;
 
 /// Secret values by name, as `handler::sealed::seal` takes them.
 pub(crate) type Values = BTreeMap<String, Zeroizing<Vec<u8>>>;
@@ -136,17 +136,13 @@ const NO_KEY: &str = "the builder has no build secrets key (it answered 404 on /
 /// The builder's key from its unauthenticated `GET /publickey`, next to the build URL's path (so
 /// through a gateway too: `/function/NAME/build` → `/function/NAME/publickey`).
 async fn fetch_public_key(target: &Target) -> Result<PublicKeyInfo> {
-    let Connection {
-        mut sender,
-        authority,
-        path,
-    } = target.connect().await?;
-    let path = public_key_path(&path);
+    let mut conn = target.connect().await?;
+    let path = public_key_path(&conn.path);
     let req = http::Request::get(&path)
-        .header(http::header::HOST, authority)
+        .header(http::header::HOST, &conn.authority)
         .body(openfaas_runtime::Body::empty())?;
-    let resp = sender
-        .send_request(req)
+    let resp = conn
+        .send(req)
         .await
         .with_context(|| format!("asking the builder for its public key (GET {path})"))?;
     let status = resp.status();

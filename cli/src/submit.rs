@@ -9,7 +9,7 @@ use indicatif::ProgressBar;
 
 use crate::display::Display;
 use crate::spool::Spooled;
-use crate::transport::{Connection, Target};
+use crate::transport::Target;
 
 /// What the builder answered in the end.
 pub(crate) struct Outcome {
@@ -27,21 +27,16 @@ async fn post(
     extra: &[(&str, &str)],
     sent: Option<ProgressBar>,
 ) -> Result<http::Response<hyper::body::Incoming>> {
-    let Connection {
-        mut sender,
-        authority,
-        path,
-    } = target.connect().await?;
-    let mut req = http::Request::post(path)
-        .header(http::header::HOST, authority)
+    let mut conn = target.connect().await?;
+    let mut req = http::Request::post(&conn.path)
+        .header(http::header::HOST, &conn.authority)
         .header(http::header::CONTENT_TYPE, "application/octet-stream")
         .header(http::header::CONTENT_LENGTH, request.len)
         .header("x-build-signature", &request.signature);
     for (name, value) in extra {
         req = req.header(*name, *value);
     }
-    sender
-        .send_request(req.body(counted(request.into_body(), sent))?)
+    conn.send(req.body(counted(request.into_body(), sent))?)
         .await
         .context("sending the build request")
 }
