@@ -222,6 +222,12 @@ impl RequestArgs {
         if config.image.is_none() && !config.skip_push {
             bail!("--image is required unless --skip-push is given");
         }
+        // The builder's own grammar, so a bad name fails here and not after the upload.
+        if let Some(image) = &config.image {
+            if let Err(err) = image.parse::<buildkit::ImageRef>() {
+                bail!("image: {err}");
+            }
+        }
         let build_secrets = self.secrets.values(&stack_secrets)?;
         let vendored = match self.vendor {
             true => Some(vendor::vendor(&mut layout)?),

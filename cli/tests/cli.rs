@@ -10,6 +10,28 @@ mod common;
 use common::{build_args, cli, strings, write, Serve, BIN};
 
 #[tokio::test]
+async fn an_image_that_is_no_reference_is_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Dockerfile", "FROM scratch\n");
+    let out = dir.path().join("req.tar");
+    let (ok, _, stderr) = cli(strings(&[
+        "pack",
+        dir.path().to_str().unwrap(),
+        "--image",
+        "Foo//bar",
+        "-o",
+        out.to_str().unwrap(),
+    ]))
+    .await;
+    assert!(!ok);
+    assert!(
+        stderr.contains(r#"image: invalid reference "Foo//bar""#),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}
+
+#[tokio::test]
 async fn pack_is_byte_for_byte_stable_and_applies_dockerignore() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "Dockerfile", "FROM scratch\nCOPY . /\n");

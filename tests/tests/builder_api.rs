@@ -141,32 +141,50 @@ async fn ndjson_streams_progress_then_the_outcome() {
 }
 
 #[tokio::test]
-async fn a_failing_dockerfile_is_422_with_the_step_output_in_the_log() {
+async fn a_failing_dockerfile_is_422_naming_the_step_and_its_last_lines() {
     let bed = Bed::get();
     let server = Server::start(&bed, |_| {}).await;
-    let df = format!(
-        "FROM {}\nRUN echo about-to-fail-{} && exit 7\n",
-        bed.base_image,
-        std::process::id()
-    );
+    let marker = format!("about-to-fail-{}", std::process::id());
+    let df = format!("FROM {}\nRUN echo {marker} && exit 7\n", bed.base_image,);
     let tar = request_tar(
         Shape::Python,
         r#"{"image":"127.0.0.1:1/never/pushed:1"}"#,
         &[("Dockerfile", df.as_bytes(), 0o644)],
     );
-    let (status, json) = build_json(&server, tar).await;
+    let (status, json) = build_json(&server, tar.clone()).await;
     assert_eq!(status, 422, "{json:#}");
     assert_eq!(json["status"], "failed");
+    let error = json["error"].as_str().unwrap();
+    assert!(error.contains("exit code: 7"), "{json}");
+    // The step BuildKit ran (its name as the frontend gives it) and its output, in the error.
     assert!(
-        json["error"].as_str().unwrap().contains("exit code: 7"),
-        "{json}"
+        error.starts_with(&format!("[2/2] RUN echo {marker} && exit 7: ")),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!("\nlast output of the step:\n  {marker}")),
+        "{error}"
     );
     let log = json["log"].as_array().unwrap();
     assert!(
-        log.iter()
-            .any(|l| l.as_str().unwrap().contains("about-to-fail-")),
+        log.iter().any(|l| l.as_str().unwrap().contains(&marker)),
         "{log:#?}"
     );
+
+    // The last NDJSON line says the same.
+    let signature = sign(SECRET, &tar);
+    let resp = post(&server, tar, Some(signature), true).await;
+    assert_eq!(resp.status(), 200);
+    let body = read_body(resp).await;
+    let last: Value = serde_json::from_slice(
+        body.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .last()
+            .expect("a last line"),
+    )
+    .unwrap();
+    assert_eq!(last["status"], "failed", "{last}");
+    assert_eq!(last["error"].as_str(), Some(error), "{last}");
 }
 
 #[tokio::test]
