@@ -56,10 +56,9 @@ pub(crate) async fn push(
         message: format!("push {image}: {message}"),
     };
     let host = registry_host(image).to_owned();
-    // A credential helper is a process: run it on a blocking thread.
-    let registry_auth = tokio::task::spawn_blocking(move || config.registry_auth_header(&host))
+    let registry_auth = config
+        .registry_auth_header(&host)
         .await
-        .map_err(|err| fail(err.to_string()))?
         .map_err(|err| fail(err.to_string()))?;
     let (name, tag) = split_tag(image);
     let stream = UnixStream::connect(socket)
