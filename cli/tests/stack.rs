@@ -7,7 +7,7 @@ use function_builder_tests::api::SECRET;
 use function_builder_tests::bed::Bed;
 
 mod common;
-use common::{cli, cli_env, strings, tar_listing, write, Serve};
+use common::{cli, cli_env, rewrite_with_new_mtime, strings, tar_listing, write, Serve};
 
 const STACK: &str = "\
 version: 1.0
@@ -109,9 +109,8 @@ async fn pack_lays_out_a_stack_function_as_shrinkwrap_does_and_is_stable() {
 
     let (ok, stdout, stderr) = cli_env(pack_args(root, &one, &flags), env.clone()).await;
     assert!(ok, "{stdout}\n{stderr}");
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    write(root, "greet/handler.sh", "echo mine\n");
-    write(
+    rewrite_with_new_mtime(root, "greet/handler.sh", "echo mine\n");
+    rewrite_with_new_mtime(
         root,
         "template/shell-tpl/Dockerfile",
         &std::fs::read_to_string(root.join("template/shell-tpl/Dockerfile")).unwrap(),

@@ -178,8 +178,7 @@ async fn a_failing_dockerfile_is_422_naming_the_step_and_its_last_lines() {
     let body = read_body(resp).await;
     let last: Value = serde_json::from_slice(
         body.split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .last()
+            .rfind(|l| !l.is_empty())
             .expect("a last line"),
     )
     .unwrap();

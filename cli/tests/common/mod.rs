@@ -12,6 +12,22 @@ pub fn write(root: &Path, rel: &str, content: &str) {
     std::fs::write(path, content).unwrap();
 }
 
+/// Rewrites `rel` with `content` and sets its mtime an hour past the old one, checked: a test
+/// that a new mtime changes nothing must have one, which a quick rewrite on a coarse clock may
+/// not give.
+pub fn rewrite_with_new_mtime(root: &Path, rel: &str, content: &str) {
+    let path = root.join(rel);
+    let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+    write(root, rel, content);
+    let later = before + std::time::Duration::from_secs(3600);
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    file.set_modified(later).unwrap();
+    drop(file);
+    let after = std::fs::metadata(&path).unwrap().modified().unwrap();
+    assert_eq!(after, later, "{rel}: mtime not set");
+    assert_ne!(after, before, "{rel}: mtime unchanged");
+}
+
 /// Runs the CLI; returns (success, stdout, stderr).
 pub async fn cli(args: Vec<String>) -> (bool, String, String) {
     let out = tokio::task::spawn_blocking(move || Command::new(BIN).args(&args).output().unwrap())

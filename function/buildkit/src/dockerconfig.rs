@@ -6,14 +6,14 @@
 //! `auths`. With a helper configured, `auths` is not consulted for secrets and the helper's "not
 //! found" means anonymous, so a file behaves here as it does for `docker push`.
 
+mod credhelper;
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -21,18 +21,14 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::error::Category;
 
+use credhelper::{HelperAnswer, HelperRunner};
+
 /// The key `docker login` writes for Docker Hub, and the server address its helpers know it by.
 const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 /// Docker Hub's names: BuildKit asks for `registry-1.docker.io`, image references say `docker.io`.
 const DOCKER_HUB_ALIASES: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
-/// What every docker-credential-helpers helper prints when it holds nothing for a host.
-const HELPER_NOT_FOUND: &str = "credentials not found in native keychain";
 /// The username under which a helper keeps an identity token.
 const HELPER_TOKEN_USERNAME: &str = "<token>";
-/// A helper waiting on a prompt or a locked keychain would otherwise hold the build forever.
-const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
-/// A failing helper's output is quoted in the error only this far (in characters).
-const HELPER_MESSAGE_LIMIT: usize = 300;
 /// Base64 of `{}`: the Engine's "no credentials".
 const ANONYMOUS_HEADER: &str = "e30=";
 /// `auth` is standard base64; tools disagree on padding, so either form is taken.
@@ -102,16 +98,13 @@ pub enum DockerConfigError {
 }
 
 /// A parsed `config.json`: `auths` decoded, helpers named. Cheap to clone and share; looking a
-/// host up may run a credential helper, which blocks, so async callers use `spawn_blocking`.
+/// host up may run a credential helper, a child process that dropping the lookup kills.
 #[derive(Clone, Default)]
 pub struct DockerConfig {
     auths: BTreeMap<String, Entry>,
     creds_store: Option<String>,
     cred_helpers: BTreeMap<String, String>,
-    /// `PATH` for helpers; `None` for the process's own (tests point it at fakes).
-    helper_path: Option<OsString>,
-    /// `None` for [`HELPER_TIMEOUT`] (tests shorten it).
-    helper_timeout: Option<Duration>,
+    helpers: HelperRunner,
 }
 
 /// One `auths` entry. Once [`DockerConfig::from_json`] has decoded `auth` into `username` and
@@ -136,15 +129,6 @@ struct ConfigFile {
     creds_store: Option<String>,
     #[serde(rename = "credHelpers")]
     cred_helpers: Option<BTreeMap<String, String>>,
-}
-
-/// A helper's answer to `get`.
-#[derive(Deserialize)]
-struct HelperAnswer {
-    #[serde(rename = "Username", default)]
-    username: String,
-    #[serde(rename = "Secret", default)]
-    secret: String,
 }
 
 impl fmt::Debug for DockerConfig {
@@ -211,12 +195,14 @@ impl DockerConfig {
     }
 
     /// Credentials for `host` as BuildKit names it (`registry-1.docker.io`, `ghcr.io`,
-    /// `127.0.0.1:5000`). Blocking when a credential helper is configured.
+    /// `127.0.0.1:5000`). Runs the credential helper for `host` if there is one; dropping the
+    /// future kills it.
     ///
     /// # Errors
-    /// The credential helper for `host` is missing, fails or answers nonsense.
-    pub fn credentials(&self, host: &str) -> Result<Credentials, DockerConfigError> {
-        let (_, entry) = self.lookup(host)?;
+    /// The credential helper for `host` is missing, fails, answers nonsense or gives no answer
+    /// in time.
+    pub async fn credentials(&self, host: &str) -> Result<Credentials, DockerConfigError> {
+        let (_, entry) = self.lookup(host).await?;
         Ok(if !entry.identity_token.is_empty() {
             Credentials {
                 username: String::new(),
@@ -236,12 +222,13 @@ impl DockerConfig {
     }
 
     /// The `X-Registry-Auth` value for a push to `host`: base64url of the Engine's `AuthConfig`
-    /// JSON, or `e30=` (`{}`) when there are no credentials. Blocking like [`Self::credentials`].
+    /// JSON, or `e30=` (`{}`) when there are no credentials. May run a helper, as
+    /// [`Self::credentials`] does.
     ///
     /// # Errors
     /// As [`DockerConfig::credentials`].
-    pub fn registry_auth_header(&self, host: &str) -> Result<String, DockerConfigError> {
-        let (server, entry) = self.lookup(host)?;
+    pub async fn registry_auth_header(&self, host: &str) -> Result<String, DockerConfigError> {
+        let (server, entry) = self.lookup(host).await?;
         if entry.is_empty() {
             return Ok(ANONYMOUS_HEADER.to_owned());
         }
@@ -260,18 +247,17 @@ impl DockerConfig {
         Ok(URL_SAFE.encode(serde_json::Value::Object(json).to_string()))
     }
 
-    /// Runs helpers with `path` as their `PATH` and gives up on them after `timeout`.
+    /// Runs helpers with `helpers` (tests point it at fakes and shorten its timeout).
     #[cfg(test)]
-    fn with_helpers(mut self, path: OsString, timeout: Duration) -> Self {
-        self.helper_path = Some(path);
-        self.helper_timeout = Some(timeout);
+    fn with_helpers(mut self, helpers: HelperRunner) -> Self {
+        self.helpers = helpers;
         self
     }
 
     /// The server address naming `host` (Docker Hub's config key for Docker Hub) and what is
     /// stored for it, in docker/cli's order: per-host helper, default helper, `auths`. A
     /// per-host helper named `""` sends the host to `auths`, as in docker/cli.
-    fn lookup(&self, host: &str) -> Result<(String, Entry), DockerConfigError> {
+    async fn lookup(&self, host: &str) -> Result<(String, Entry), DockerConfigError> {
         let wanted = registry_host(host);
         let server = if wanted == "docker.io" {
             DOCKER_HUB_KEY.to_owned()
@@ -280,90 +266,16 @@ impl DockerConfig {
         };
         let helper = find(&self.cred_helpers, &server, &wanted).or(self.creds_store.as_ref());
         let entry = match helper.filter(|name| !name.is_empty()) {
-            Some(name) => self.ask_helper(name, &server)?,
+            Some(name) => match self.helpers.get(name, &server).await? {
+                Some(answer) => Entry::from_helper(answer),
+                // As in docker/cli, the helper's "not found" is anonymous, whatever `auths` says.
+                None => Entry::default(),
+            },
             None => find(&self.auths, &server, &wanted)
                 .cloned()
                 .unwrap_or_default(),
         };
         Ok((server, entry))
-    }
-
-    /// `docker-credential-<name> get` with `server` on stdin, as docker-credential-helpers'
-    /// client runs it; its "not found" is anonymous.
-    fn ask_helper(&self, name: &str, server: &str) -> Result<Entry, DockerConfigError> {
-        let program = format!("docker-credential-{name}");
-        let fail = |message: String| DockerConfigError::Helper {
-            helper: program.clone(),
-            host: server.to_owned(),
-            message,
-        };
-        let mut command = Command::new(&program);
-        command
-            .arg("get")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(path) = &self.helper_path {
-            command.env("PATH", path);
-        }
-        let mut child = command
-            .spawn()
-            .map_err(|err| fail(format!("cannot run it: {err}")))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            // A helper that exits without reading closes the pipe; its exit status says the rest.
-            let _ = stdin.write_all(server.as_bytes());
-        }
-        let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
-        let timeout = self.helper_timeout.unwrap_or(HELPER_TIMEOUT);
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(fail(format!("no answer within {timeout:?}")));
-                }
-            }
-        };
-        let stdout = stdout.join().unwrap_or_default();
-        let stderr = stderr.join().unwrap_or_default();
-        if !status.success() {
-            let (out, err) = (
-                String::from_utf8_lossy(&stdout),
-                String::from_utf8_lossy(&stderr),
-            );
-            if out.contains(HELPER_NOT_FOUND) || err.contains(HELPER_NOT_FOUND) {
-                return Ok(Entry::default());
-            }
-            let said = [out.trim(), err.trim()]
-                .into_iter()
-                .find(|said| !said.is_empty())
-                .unwrap_or("no message");
-            return Err(fail(format!(
-                "{status}: {}",
-                said.chars().take(HELPER_MESSAGE_LIMIT).collect::<String>()
-            )));
-        }
-        let answer: HelperAnswer = serde_json::from_slice(&stdout).map_err(|err| {
-            let (kind, line, column) = json_problem(&err);
-            fail(format!(
-                "unreadable answer: {kind} at line {line} column {column}"
-            ))
-        })?;
-        Ok(if answer.username == HELPER_TOKEN_USERNAME {
-            Entry {
-                identity_token: answer.secret,
-                ..Entry::default()
-            }
-        } else {
-            Entry {
-                username: answer.username,
-                password: answer.secret,
-                ..Entry::default()
-            }
-        })
     }
 }
 
@@ -381,6 +293,22 @@ impl DockerConfig {
 }
 
 impl Entry {
+    /// A helper's answer; `<token>` as the username marks an identity token.
+    fn from_helper(answer: HelperAnswer) -> Self {
+        if answer.username == HELPER_TOKEN_USERNAME {
+            Self {
+                identity_token: answer.secret,
+                ..Self::default()
+            }
+        } else {
+            Self {
+                username: answer.username,
+                password: answer.secret,
+                ..Self::default()
+            }
+        }
+    }
+
     /// Moves `auth` into `username` and `password`; false when it is not base64 of
     /// `user:password` with a non-empty user.
     fn decode_auth(&mut self) -> bool {
@@ -451,278 +379,4 @@ fn json_problem(err: &serde_json::Error) -> (&'static str, usize, usize) {
         Category::Eof => "unexpected end",
     };
     (kind, err.line(), err.column())
-}
-
-/// Reads a child's pipe on a thread of its own, so a chatty helper never stalls on a full pipe.
-fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut bytes);
-        }
-        bytes
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
-    use serde_json::json;
-
-    use super::*;
-
-    const ORIGIN: &str = "/secrets/config.json";
-
-    fn config(json: &str) -> DockerConfig {
-        DockerConfig::from_json(json.as_bytes(), Path::new(ORIGIN)).unwrap()
-    }
-
-    fn creds(username: &str, secret: &str) -> Credentials {
-        Credentials {
-            username: username.to_owned(),
-            secret: secret.to_owned(),
-        }
-    }
-
-    fn header_json(header: Result<String, DockerConfigError>) -> serde_json::Value {
-        serde_json::from_slice(&URL_SAFE.decode(header.unwrap()).unwrap()).unwrap()
-    }
-
-    /// The error `json` gives, and its Display and Debug together (to look for leaks in).
-    fn rejected(json: &str) -> (DockerConfigError, String) {
-        let err = DockerConfig::from_json(json.as_bytes(), Path::new(ORIGIN)).unwrap_err();
-        let shown = format!("{err} {err:?}");
-        (err, shown)
-    }
-
-    #[test]
-    fn reads_each_entry_shape() {
-        let c = config(
-            r#"{"auths": {"a.example": {"auth": "dXNlcjpwYTpzcw=="}, "a2.example": {"auth": "aHViOnB3"},
-                "b.example": {"username": "bob", "password": "pw"}, "c.example": {"identitytoken": "idt"},
-                "d.example": {"registrytoken": "rt"}, "e.example": {}, "f.example": null}}"#,
-        );
-        assert_eq!(c.credentials("a.example").unwrap(), creds("user", "pa:ss"));
-        assert_eq!(c.credentials("a2.example").unwrap(), creds("hub", "pw"));
-        assert_eq!(c.credentials("b.example").unwrap(), creds("bob", "pw"));
-        assert_eq!(c.credentials("c.example").unwrap(), creds("", "idt"));
-        assert_eq!(c.credentials("d.example").unwrap(), creds("", "rt"));
-        for host in ["e.example", "f.example", "unknown.example"] {
-            assert!(c.credentials(host).unwrap().is_anonymous(), "{host}");
-        }
-        assert!(config(" \n").credentials("ghcr.io").unwrap().is_anonymous());
-    }
-
-    #[test]
-    fn matches_keys_by_host_and_docker_hub_by_its_login_key() {
-        let c = config(
-            r#"{"auths": {"https://ghcr.io": {"username": "g", "password": "1"},
-                "http://Local.example:5000/v2/": {"username": "l", "password": "2"},
-                "127.0.0.1:5000": {"username": "i", "password": "3"}, "https://index.docker.io/v1/": {"auth": "aHViOnB3"}}}"#,
-        );
-        assert_eq!(c.credentials("ghcr.io").unwrap(), creds("g", "1"));
-        assert_eq!(
-            c.credentials("local.example:5000").unwrap(),
-            creds("l", "2")
-        );
-        assert_eq!(c.credentials("127.0.0.1:5000").unwrap(), creds("i", "3"));
-        assert!(c.credentials("127.0.0.1").unwrap().is_anonymous());
-        for host in ["registry-1.docker.io", "docker.io", "index.docker.io"] {
-            assert_eq!(c.credentials(host).unwrap(), creds("hub", "pw"), "{host}");
-        }
-        let expected = json!({"username": "hub", "password": "pw", "serveraddress": "https://index.docker.io/v1/"});
-        assert_eq!(header_json(c.registry_auth_header("docker.io")), expected);
-    }
-
-    #[test]
-    fn a_missing_file_is_an_empty_config_and_a_directory_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.json");
-        assert!(DockerConfig::load(&path)
-            .unwrap()
-            .credentials("ghcr.io")
-            .unwrap()
-            .is_anonymous());
-        std::fs::write(&path, r#"{"auths": {"ghcr.io": {"auth": "aHViOnB3"}}}"#).unwrap();
-        assert_eq!(
-            DockerConfig::load(&path)
-                .unwrap()
-                .credentials("ghcr.io")
-                .unwrap(),
-            creds("hub", "pw")
-        );
-        let err = DockerConfig::load(dir.path()).unwrap_err();
-        assert!(matches!(err, DockerConfigError::Read { .. }), "{err:?}");
-    }
-
-    #[test]
-    fn invalid_json_names_the_file_and_not_its_content() {
-        for json in [
-            r#"{"auths": {"x": {"password": "hunter2"#,
-            r#"{"auths": "hunter2"}"#,
-            "hunter2",
-        ] {
-            let (err, shown) = rejected(json);
-            assert!(matches!(err, DockerConfigError::Parse { .. }), "{shown}");
-            assert!(
-                shown.contains(ORIGIN) && !shown.contains("hunter2"),
-                "{shown}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_bad_auth_names_the_host_only() {
-        // Not base64; base64 of "hunter2" (no colon); base64 of ":hunter2" (no user).
-        for auth in ["hunter2!", "aHVudGVyMg==", "Omh1bnRlcjI="] {
-            let (err, shown) = rejected(&format!(
-                r#"{{"auths": {{"ghcr.io": {{"auth": "{auth}"}}}}}}"#
-            ));
-            assert!(
-                matches!(&err, DockerConfigError::BadAuth { host, .. } if host == "ghcr.io"),
-                "{shown}"
-            );
-            assert!(
-                shown.contains(ORIGIN) && !shown.contains(auth) && !shown.contains("hunter2"),
-                "{shown}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_header_carries_the_engine_auth_config() {
-        let c = config(
-            r#"{"auths": {"127.0.0.1:5000": {"username": "bob", "password": "pw"}, "ghcr.io": {"identitytoken": "idt"},
-                "r.example": {"registrytoken": "rt"}, "e.example": {}}}"#,
-        );
-        let expected =
-            json!({"username": "bob", "password": "pw", "serveraddress": "127.0.0.1:5000"});
-        assert_eq!(
-            header_json(c.registry_auth_header("127.0.0.1:5000")),
-            expected
-        );
-        assert_eq!(
-            header_json(c.registry_auth_header("ghcr.io")),
-            json!({"identitytoken": "idt", "serveraddress": "ghcr.io"})
-        );
-        let expected = json!({"registrytoken": "rt", "serveraddress": "r.example"});
-        assert_eq!(header_json(c.registry_auth_header("r.example")), expected);
-        assert_eq!(c.registry_auth_header("e.example").unwrap(), "e30=");
-        assert_eq!(c.registry_auth_header("nowhere.example").unwrap(), "e30=");
-        assert_eq!(header_json(Ok("e30=".to_owned())), json!({}));
-    }
-
-    const FAKE_HELPER: &str = r#"#!/bin/sh
-[ "$1" = get ] || exit 2
-case "$(cat)" in
-  ghcr.io) echo '{"ServerURL": "ghcr.io", "Username": "helper-user", "Secret": "helper-pass"}' ;;
-  https://index.docker.io/v1/) echo '{"Username": "<token>", "Secret": "hub-token"}' ;;
-  broken.example) echo 'keychain is locked' >&2; exit 1 ;;
-  garbled.example) echo '{"Username": "u", "Secret": "hunter2' ;;
-  slow.example) exec sleep 10 ;;
-  *) echo 'credentials not found in native keychain'; exit 1 ;;
-esac
-"#;
-
-    /// The config in `json`, running helpers from a temp dir that holds a fake `docker-credential-test`.
-    fn with_fake_helper(json: &str) -> (tempfile::TempDir, DockerConfig) {
-        let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("docker-credential-test");
-        std::fs::write(&script, FAKE_HELPER).unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let system = std::env::var_os("PATH").unwrap_or_default();
-        let path = std::env::join_paths(
-            std::iter::once(dir.path().to_owned()).chain(std::env::split_paths(&system)),
-        );
-        let config = config(json).with_helpers(path.unwrap(), Duration::from_secs(2));
-        (dir, config)
-    }
-
-    #[test]
-    fn a_store_helper_answers_for_every_host_before_auths() {
-        let (_dir, c) = with_fake_helper(
-            r#"{"credsStore": "test", "auths": {"ghcr.io": {"auth": "aHViOnB3"}, "o.example": {"auth": "aHViOnB3"}}}"#,
-        );
-        assert_eq!(
-            c.credentials("ghcr.io").unwrap(),
-            creds("helper-user", "helper-pass")
-        );
-        // As in docker/cli, the store's "not found" is anonymous even beside an `auths` entry.
-        assert!(c.credentials("o.example").unwrap().is_anonymous());
-        assert_eq!(c.registry_auth_header("o.example").unwrap(), "e30=");
-        // Docker Hub is asked for by its login key, and `<token>` marks an identity token.
-        assert_eq!(
-            c.credentials("registry-1.docker.io").unwrap(),
-            creds("", "hub-token")
-        );
-        let expected =
-            json!({"identitytoken": "hub-token", "serveraddress": "https://index.docker.io/v1/"});
-        assert_eq!(header_json(c.registry_auth_header("docker.io")), expected);
-    }
-
-    #[test]
-    fn a_host_helper_wins_and_an_empty_one_sends_the_host_to_auths() {
-        let (_dir, c) = with_fake_helper(
-            r#"{"credsStore": "absent", "credHelpers": {"https://ghcr.io": "test", "q.example": ""},
-                "auths": {"ghcr.io": {"auth": "aHViOnB3"}, "q.example": {"auth": "aHViOnB3"}}}"#,
-        );
-        assert_eq!(
-            c.credentials("ghcr.io").unwrap(),
-            creds("helper-user", "helper-pass")
-        );
-        assert_eq!(c.credentials("q.example").unwrap(), creds("hub", "pw"));
-        let err = c.credentials("o.example").unwrap_err();
-        let absent = matches!(&err, DockerConfigError::Helper { helper, .. } if helper == "docker-credential-absent");
-        assert!(absent && err.to_string().contains("cannot run"), "{err}");
-    }
-
-    #[test]
-    fn helper_failures_are_errors_without_secrets() {
-        let (_dir, c) = with_fake_helper(r#"{"credsStore": "test"}"#);
-        let failures = [
-            ("broken.example", "keychain is locked"),
-            ("garbled.example", "unreadable"),
-            ("slow.example", "no answer"),
-        ];
-        for (host, says) in failures {
-            let err = c.credentials(host).unwrap_err();
-            let shown = format!("{err} {err:?}");
-            assert!(
-                matches!(&err, DockerConfigError::Helper { host: asked, .. } if asked == host),
-                "{shown}"
-            );
-            assert!(
-                shown.contains(says)
-                    && shown.contains("docker-credential-test")
-                    && !shown.contains("hunter2"),
-                "{shown}"
-            );
-        }
-    }
-
-    #[test]
-    fn debug_output_hides_secrets() {
-        let c = config(
-            r#"{"auths": {"a.example": {"auth": "dXNlcjpwYTpzcw=="}, "b.example": {"username": "bob", "password": "hunter2"},
-                "c.example": {"identitytoken": "tok-hunter2"}}, "credHelpers": {"gcr.io": "gcloud"}}"#,
-        );
-        let (a, b) = (
-            c.credentials("a.example").unwrap(),
-            c.credentials("b.example").unwrap(),
-        );
-        let shown = format!("{c:?} {a:?} {b:?}");
-        assert!(
-            !shown.contains("hunter2") && !shown.contains("dXNl") && !shown.contains("pa:ss"),
-            "{shown}"
-        );
-        assert!(
-            shown.contains("b.example") && shown.contains("gcloud") && shown.contains("<redacted>"),
-            "{shown}"
-        );
-        assert_eq!(
-            format!("{:?}", Credentials::default()),
-            r#"Credentials { username: "", secret: <empty> }"#
-        );
-    }
 }

@@ -283,6 +283,7 @@ pub fn check_pattern_syntax(pattern: &str) {
 /// On a violation.
 pub fn fuzz_docker_config(data: &[u8]) {
     use base64::Engine as _;
+    use futures_util::FutureExt as _;
 
     let config = match DockerConfig::from_json(data, Path::new("config.json")) {
         Ok(config) => config,
@@ -310,8 +311,13 @@ pub fn fuzz_docker_config(data: &[u8]) {
         .map(str::to_owned),
     );
     for host in hosts.iter().take(MAX_ITEMS) {
-        let credentials = config.credentials(host).expect("no helper is run");
-        let header = config.registry_auth_header(host).expect("no helper is run");
+        // Without a helper nothing is awaited: the lookups are ready at their first poll.
+        let credentials = (config.credentials(host).now_or_never())
+            .expect("no helper is run, so nothing waits")
+            .expect("no helper is run");
+        let header = (config.registry_auth_header(host).now_or_never())
+            .expect("no helper is run, so nothing waits")
+            .expect("no helper is run");
         let json = base64::engine::general_purpose::URL_SAFE
             .decode(&header)
             .unwrap_or_else(|e| panic!("header {header:?} for {host:?}: {e}"));

@@ -56,11 +56,9 @@ pub(crate) async fn push(
         registry: Some(image.registry().to_owned()),
         message: format!("push {}: {message}", image.given()),
     };
-    let host = image.registry().to_owned();
-    // A credential helper is a process: run it on a blocking thread.
-    let registry_auth = tokio::task::spawn_blocking(move || config.registry_auth_header(&host))
+    let registry_auth = config
+        .registry_auth_header(image.registry())
         .await
-        .map_err(|err| fail(err.to_string()))?
         .map_err(|err| fail(err.to_string()))?;
     let (name, tag) = (image.repository(), image.tag().unwrap_or("latest"));
     let stream = UnixStream::connect(socket)

@@ -4,33 +4,23 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, Write};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use buildkit::links::{self, ResolveError};
 use tar::{EntryType, PaxExtensions};
 use xxhash_rust::xxh3::Xxh3;
 
 pub(crate) use super::error::IndexError;
 use super::error::{entry_error, format_error, tar_error, truncated};
+use super::gunzip::gunzip_if_needed;
+use super::tree::{self, check_name_length, clean, MAX_NAME_BYTES};
 use super::{Kind, Node};
 use crate::wire::{CONFIG_NAME, CONTEXT_DIR, SECRETS_NAME};
 
 /// Largest config (and sealed secrets) file read.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
-/// Longest entry name or link target, as Linux's `PATH_MAX`; also bounds GNU long-name records,
-/// which are read into memory.
-const MAX_NAME_BYTES: u64 = 4096;
-/// Longest name component, as Linux's `NAME_MAX`: the daemon could not create a longer one.
-const MAX_COMPONENT_BYTES: usize = 255;
 /// Largest PAX extended header, read into memory.
 const MAX_PAX_BYTES: u64 = 64 * 1024;
-/// Bytes of paths looked up while resolving all the symlinks of one archive: a fraction of a
-/// second of work in a release build, and room for 100,000 links of a real `node_modules`.
-const LINK_BUDGET: u64 = 64 << 20;
-/// Tar bytes a gzip body may decompress to per allowed entry, on top of the content limit:
-/// a header and padding.
-const TAR_OVERHEAD_PER_ENTRY: u64 = 1024;
 
 /// Limits on what a request may hold.
 #[derive(Debug, Clone, Copy)]
@@ -76,56 +66,14 @@ pub(crate) fn index(
         bytes: 0,
     };
     indexer.read(BufReader::with_capacity(256 * 1024, file))?;
-    indexer.check_links()?;
-    check_dockerfile(&indexer.nodes, dockerfile)?;
+    tree::check_links(&indexer.nodes)?;
+    tree::check_dockerfile(&indexer.nodes, dockerfile)?;
     Ok(Indexed {
         spool,
         config: indexer.config.ok_or(IndexError::MissingConfig)?,
         secrets: indexer.secrets,
         nodes: indexer.nodes,
     })
-}
-
-/// `spool` itself when it is not gzip; otherwise `plain`, holding the decompressed tar, which
-/// counts against the limits.
-fn gunzip_if_needed(spool: &Path, plain: &Path, limits: Limits) -> Result<PathBuf, IndexError> {
-    let mut file = File::open(spool)?;
-    let mut magic = [0u8; 2];
-    let gzipped = file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
-    if !gzipped {
-        return Ok(spool.to_owned());
-    }
-    file.rewind()?;
-    let limit = limits
-        .bytes
-        .saturating_add(limits.entries.saturating_mul(TAR_OVERHEAD_PER_ENTRY));
-    let mut gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, file));
-    let mut out = io::BufWriter::with_capacity(256 * 1024, File::create(plain)?);
-    let mut buf = vec![0; 256 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = match gz.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(format_error(
-                    "truncated gzip body: the gzip stream ends early",
-                ))
-            }
-            Err(err) => return Err(format_error(format!("invalid gzip body: {err}"))),
-        };
-        total += n as u64;
-        if total > limit {
-            return Err(format_error(format!(
-                "the gzip body decompresses to more than {limit} bytes"
-            )));
-        }
-        out.write_all(&buf[..n])?;
-    }
-    out.flush()?;
-    std::fs::remove_file(spool)?;
-    Ok(plain.to_owned())
 }
 
 /// Extension records waiting for the entry they describe.
@@ -413,120 +361,8 @@ impl Indexer {
                 ))
             }
         };
-        self.insert(raw, meta.path, node)
+        tree::insert(&mut self.nodes, raw, meta.path, node)
     }
-
-    /// Places `node` at `path`, implying its parent directories. A later entry for the same path
-    /// replaces an earlier one (as extracting a tar does), but never turns a directory into
-    /// something else or back, and no entry may sit below a file or a symlink.
-    fn insert(&mut self, raw: &str, path: String, node: Node) -> Result<(), IndexError> {
-        let mut end = 0;
-        while let Some(slash) = path[end..].find('/') {
-            let parent = &path[..end + slash];
-            match self.nodes.get(parent) {
-                None => {
-                    self.nodes.insert(
-                        parent.to_owned(),
-                        Node {
-                            kind: Kind::Dir,
-                            permissions: 0o755,
-                            mtime_ns: 0,
-                        },
-                    );
-                }
-                Some(Node {
-                    kind: Kind::Dir, ..
-                }) => {}
-                Some(Node {
-                    kind: Kind::Symlink { .. },
-                    ..
-                }) => {
-                    return Err(entry_error(
-                        raw,
-                        format!("parent context/{parent} is a symlink"),
-                    ))
-                }
-                Some(_) => {
-                    return Err(entry_error(
-                        raw,
-                        format!("parent context/{parent} is not a directory"),
-                    ))
-                }
-            }
-            end += slash + 1;
-        }
-        let is_dir = matches!(node.kind, Kind::Dir);
-        match self.nodes.get(&path) {
-            Some(Node {
-                kind: Kind::Dir, ..
-            }) if !is_dir => Err(entry_error(raw, "replaces a directory")),
-            Some(Node { kind, .. }) if is_dir && !matches!(kind, Kind::Dir) => {
-                Err(entry_error(raw, "a directory replaces a file or link"))
-            }
-            _ => {
-                self.nodes.insert(path, node);
-                Ok(())
-            }
-        }
-    }
-
-    /// Every symlink, resolved through the other links of the final archive, stays inside.
-    fn check_links(&self) -> Result<(), IndexError> {
-        // One budget for all links: each alone is bounded (40 hops of 4096-byte targets), but
-        // 100,000 of them crafted to be slow would hold a core for minutes.
-        let mut budget = LINK_BUDGET;
-        for (path, node) in &self.nodes {
-            let Kind::Symlink { target } = &node.kind else {
-                continue;
-            };
-            let from = match path.rsplit_once('/') {
-                _ if target.starts_with('/') => Err(ResolveError::Escapes),
-                Some((dir, _)) => Ok(format!("{dir}/{target}")),
-                None => Ok(target.clone()),
-            };
-            let resolved = from.and_then(|from| {
-                links::resolve_within(&from, &mut budget, |p| lookup(&self.nodes, p))
-            });
-            if let Err(err) = resolved {
-                let problem = match err {
-                    ResolveError::Escapes => {
-                        format!("symlink target {target:?} escapes the context")
-                    }
-                    ResolveError::TooManyLinks | ResolveError::TooComplex => {
-                        format!("symlink target {target:?} {err}")
-                    }
-                };
-                return Err(entry_error(&format!("context/{path}"), problem));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// What a path of the index is, for link resolution.
-pub(crate) fn lookup(nodes: &BTreeMap<String, Node>, path: &str) -> links::Node {
-    match nodes.get(path).map(|n| &n.kind) {
-        None if path.is_empty() => links::Node::Dir,
-        None => links::Node::Missing,
-        Some(Kind::Dir) => links::Node::Dir,
-        Some(Kind::File { .. }) => links::Node::File,
-        Some(Kind::Symlink { target }) => links::Node::Symlink(target.clone()),
-    }
-}
-
-fn check_dockerfile(nodes: &BTreeMap<String, Node>, dockerfile: &str) -> Result<(), IndexError> {
-    let problem = match links::resolve(dockerfile, |p| lookup(nodes, p)) {
-        Ok(resolved) => match resolved.node {
-            links::Node::File => return Ok(()),
-            links::Node::Missing => "not found".to_owned(),
-            _ => "is not a regular file".to_owned(),
-        },
-        Err(err) => err.to_string(),
-    };
-    Err(IndexError::Dockerfile {
-        path: dockerfile.to_owned(),
-        problem,
-    })
 }
 
 /// The parts of one entry's header that the index keeps.
@@ -546,41 +382,6 @@ fn trim_nul(mut bytes: Vec<u8>) -> Vec<u8> {
         bytes.pop();
     }
     bytes
-}
-
-fn check_name_length(raw: &str, name: &str) -> Result<(), IndexError> {
-    if name.len() as u64 > MAX_NAME_BYTES {
-        return Err(entry_error(
-            raw,
-            format!("name longer than {MAX_NAME_BYTES} bytes"),
-        ));
-    }
-    Ok(())
-}
-
-/// A tar path as its components, without `.` and empty ones; absolute paths, `..`, NUL bytes and
-/// over-long names refused.
-pub(crate) fn clean(raw: &str) -> Result<Vec<String>, IndexError> {
-    if raw.starts_with('/') {
-        return Err(entry_error(raw, "absolute paths are not allowed"));
-    }
-    check_name_length(raw, raw)?;
-    let mut parts = Vec::new();
-    for part in raw.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => return Err(entry_error(raw, "`..` is not allowed")),
-            part if part.contains('\0') => return Err(entry_error(raw, "name holds a NUL byte")),
-            part if part.len() > MAX_COMPONENT_BYTES => {
-                return Err(entry_error(
-                    raw,
-                    format!("a name component is longer than {MAX_COMPONENT_BYTES} bytes"),
-                ))
-            }
-            part => parts.push(part.to_owned()),
-        }
-    }
-    Ok(parts)
 }
 
 /// Reads exactly `size` bytes of an entry (`size` already bounded by the caller).

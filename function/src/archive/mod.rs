@@ -4,9 +4,11 @@
 //! spool files.
 
 mod error;
+mod gunzip;
 mod index;
 #[cfg(test)]
 mod tests;
+mod tree;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -96,7 +98,7 @@ impl Archive {
     /// The first `limit` bytes of the regular file `path` resolves to within the context (the
     /// Dockerfile, for the policy); `None` when it resolves to no file.
     pub(crate) fn head(&self, path: &str, limit: u64) -> Option<Vec<u8>> {
-        let resolved = buildkit::links::resolve(path, |p| index::lookup(&self.nodes, p)).ok()?;
+        let resolved = buildkit::links::resolve(path, |p| tree::lookup(&self.nodes, p)).ok()?;
         let Some(Node {
             kind: Kind::File { offset, size },
             ..

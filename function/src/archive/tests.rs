@@ -618,7 +618,7 @@ proptest! {
         let hostile = raw.starts_with('/')
             || components.iter().any(|p| *p == ".." || p.contains('\0') || p.len() > 255)
             || raw.len() > 4096;
-        match super::index::clean(&raw) {
+        match super::tree::clean(&raw) {
             Ok(parts) => {
                 prop_assert!(!hostile, "{:?} accepted as {:?}", raw, parts);
                 prop_assert_eq!(parts, components);

@@ -31,14 +31,10 @@ impl Auth for AuthService {
         req: Request<CredentialsRequest>,
     ) -> Result<Response<CredentialsResponse>, Status> {
         let host = req.into_inner().host;
-        let config = Arc::clone(&self.config);
-        // A credential helper is a process: never run it on the session's connection task.
-        let lookup =
-            tokio::task::spawn_blocking(move || config.credentials(&host).map(|c| (host, c)))
-                .await
-                .map_err(|err| Status::internal(format!("credential lookup failed: {err}")))?;
-        match lookup {
-            Ok((host, credentials)) => {
+        // A credential helper runs as a child of this call: dropping the call (the daemon
+        // resets the stream, the session's connection goes) kills the helper with it.
+        match self.config.credentials(&host).await {
+            Ok(credentials) => {
                 tracing::debug!(
                     host,
                     anonymous = credentials.is_anonymous(),
