@@ -1,6 +1,18 @@
 //! What can go wrong talking to BuildKit, in terms a caller can act on.
 
-pub use crate::failure::RegistryFault;
+/// Why a registry did not take or give an image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistryFault {
+    /// It could not be reached or was overloaded: connection refused or reset, DNS failure,
+    /// timeout, TLS handshake failure, HTTP 5xx or 429. Retrying later may help.
+    Unreachable,
+    /// It answered and said no: 401/403 denied, unknown repository, invalid name. Retrying
+    /// cannot help.
+    Refused,
+    /// Its TLS certificate could not be verified (unknown authority, wrong name, expired): a
+    /// configuration problem of the registry or of the daemon's trust, which retrying cannot fix.
+    Certificate,
+}
 
 /// An error of the BuildKit client.
 #[derive(Debug, thiserror::Error)]

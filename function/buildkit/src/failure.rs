@@ -10,6 +10,7 @@
 
 use prost::Message;
 
+use crate::error::RegistryFault;
 use crate::steps::FailedStep;
 use crate::{Address, BuildkitError};
 
@@ -123,20 +124,6 @@ fn failed_op(solve: &serde_json::Value) -> FailedOp {
     } else {
         FailedOp::Other
     }
-}
-
-/// Why a registry did not take or give an image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RegistryFault {
-    /// It could not be reached or was overloaded: connection refused or reset, DNS failure,
-    /// timeout, TLS handshake failure, HTTP 5xx or 429. Retrying later may help.
-    Unreachable,
-    /// It answered and said no: 401/403 denied, unknown repository, invalid name. Retrying
-    /// cannot help.
-    Refused,
-    /// Its TLS certificate could not be verified (unknown authority, wrong name, expired): a
-    /// configuration problem of the registry or of the daemon's trust, which retrying cannot fix.
-    Certificate,
 }
 
 /// Certificate failures, as Go's crypto/x509 and crypto/tls word them. Checked before

@@ -10,7 +10,8 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::UnixStream;
 
-use crate::failure::{registry_fault, RegistryFault};
+use crate::error::RegistryFault;
+use crate::failure::registry_fault;
 use crate::{BuildkitError, DockerConfig, ImageRef};
 
 /// Engine API version: Docker 20.10's, understood by every later Engine.

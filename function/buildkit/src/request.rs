@@ -1,11 +1,109 @@
-//! The Solve request for a build: frontend attributes, the exporter, and the registry cache as
-//! the daemon at hand takes them.
+//! A Dockerfile build request, and its Solve request: frontend attributes, the exporter, and the
+//! registry cache as the daemon at hand takes them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
+
+use crate::dockerconfig::DockerConfig;
 use crate::proto::control::{CacheOptions, CacheOptionsEntry, Exporter, SolveRequest};
-use crate::solve::{BuildRequest, NetworkMode, Output};
-use crate::ImageRef;
+use crate::{ImageRef, SourceTree};
+
+/// The network `RUN` steps get.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// BuildKit's default (the worker's network; on a dockerd without a bridge, `RUN` fails with
+    /// "network bridge not found").
+    #[default]
+    Default,
+    /// No network at all: for untrusted code, and on a dockerd without a bridge.
+    None,
+}
+
+/// What happens to the built image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Push to its registry under this reference.
+    Push(ImageRef),
+    /// Build and tag it, but do not push (buildkitd keeps it only in its cache; a Docker Engine
+    /// stores it in its image store).
+    Tag(ImageRef),
+    /// Build only.
+    Discard,
+}
+
+/// A Dockerfile build.
+pub struct BuildRequest {
+    /// The build context; also where the Dockerfile is read from.
+    pub context: Arc<dyn SourceTree>,
+    /// The Dockerfile's path inside the context.
+    pub dockerfile: String,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// Target platforms (`linux/amd64`); empty for the daemon's own.
+    pub platforms: Vec<String>,
+    /// Stage to build; `None` for the last.
+    pub target: Option<String>,
+    /// Network of `RUN` steps.
+    pub network: NetworkMode,
+    /// What to do with the image.
+    pub output: Output,
+    /// The session's shared key: the daemon sends only what changed since the last build under
+    /// the same key, judged by size, mode and mtime, never content.
+    pub shared_key: String,
+    /// Registry credentials for pulls and the push.
+    pub registry_auth: Arc<DockerConfig>,
+    /// Secrets for `RUN --mount=type=secret,id=…`.
+    pub secrets: HashMap<String, Bytes>,
+    /// Frontend attributes set as given, last (over build args of the same name): e.g.
+    /// `cmdline`, which stops the Dockerfile frontend from forwarding to a `# syntax=` image.
+    pub frontend_attrs: BTreeMap<String, String>,
+    /// The registry layer cache to import and export.
+    pub cache: Cache,
+    /// Registries (`host[:port]`) reached over plain HTTP or unverified TLS by buildkitd's
+    /// image exporter and cache (`registry.insecure=true`); a Docker Engine goes by its own
+    /// `insecure-registries`.
+    pub insecure_registries: Vec<String>,
+    /// Longest the build may take; on expiry it is canceled and answers
+    /// [`BuildkitError::Timeout`] naming the steps that were running.
+    pub timeout: Option<Duration>,
+}
+
+/// A build's registry layer cache.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cache {
+    /// Cache refs to import (`type=registry`), on every daemon.
+    pub import: Vec<ImageRef>,
+    /// The ref to export the cache to. On buildkitd: `type=registry` with `mode=max` (every
+    /// stage's layers) and `ignore-error=true` (a failed cache export never fails the build).
+    /// A Docker Engine's BuildKit exports only the `inline` cache: there the cache travels in
+    /// the pushed image, so the image itself is imported too.
+    pub export: Option<ImageRef>,
+}
+
+impl BuildRequest {
+    /// A build of `context/Dockerfile` with defaults everywhere else.
+    pub fn new(context: Arc<dyn SourceTree>, output: Output) -> Self {
+        Self {
+            context,
+            dockerfile: "Dockerfile".to_owned(),
+            build_args: BTreeMap::new(),
+            platforms: Vec::new(),
+            target: None,
+            network: NetworkMode::Default,
+            output,
+            shared_key: String::new(),
+            registry_auth: Arc::new(DockerConfig::default()),
+            secrets: HashMap::new(),
+            frontend_attrs: BTreeMap::new(),
+            cache: Cache::default(),
+            insecure_registries: Vec::new(),
+            timeout: None,
+        }
+    }
+}
 
 pub(crate) fn solve_request(
     req: &BuildRequest,
@@ -153,10 +251,7 @@ fn cache_options(req: &BuildRequest, is_docker: bool) -> CacheOptions {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::solve::Cache;
 
     fn r(text: &str) -> ImageRef {
         text.parse().unwrap()

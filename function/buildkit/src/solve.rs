@@ -1,119 +1,23 @@
 //! A Dockerfile build: session, Solve and Status run together; dropping the future cancels the
 //! solve and ends the session on every path.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::dockerconfig::DockerConfig;
 use crate::failure::solve_error;
 use crate::progress::Event;
-use crate::request::solve_request;
+use crate::request::{solve_request, BuildRequest, Output};
 use crate::session::{self, Services};
 use crate::status::follow_status;
-use crate::steps::{StepLog, Steps};
+use crate::steps::{lock, StepLog, Steps};
 use crate::{Address, BuildkitError, Client, ImageRef, SourceTree};
 
 /// How long Status may stay silent after Solve returned before we stop reading it (Go's 5 s).
 const STATUS_DRAIN: Duration = Duration::from_secs(5);
-
-/// The network `RUN` steps get.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum NetworkMode {
-    /// BuildKit's default (the worker's network; on a dockerd without a bridge, `RUN` fails with
-    /// "network bridge not found").
-    #[default]
-    Default,
-    /// No network at all: for untrusted code, and on a dockerd without a bridge.
-    None,
-}
-
-/// What happens to the built image.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// Push to its registry under this reference.
-    Push(ImageRef),
-    /// Build and tag it, but do not push (buildkitd keeps it only in its cache; a Docker Engine
-    /// stores it in its image store).
-    Tag(ImageRef),
-    /// Build only.
-    Discard,
-}
-
-/// A Dockerfile build.
-pub struct BuildRequest {
-    /// The build context; also where the Dockerfile is read from.
-    pub context: Arc<dyn SourceTree>,
-    /// The Dockerfile's path inside the context.
-    pub dockerfile: String,
-    /// `--build-arg`s.
-    pub build_args: BTreeMap<String, String>,
-    /// Target platforms (`linux/amd64`); empty for the daemon's own.
-    pub platforms: Vec<String>,
-    /// Stage to build; `None` for the last.
-    pub target: Option<String>,
-    /// Network of `RUN` steps.
-    pub network: NetworkMode,
-    /// What to do with the image.
-    pub output: Output,
-    /// The session's shared key: the daemon sends only what changed since the last build under
-    /// the same key, judged by size, mode and mtime, never content.
-    pub shared_key: String,
-    /// Registry credentials for pulls and the push.
-    pub registry_auth: Arc<DockerConfig>,
-    /// Secrets for `RUN --mount=type=secret,id=…`.
-    pub secrets: HashMap<String, Bytes>,
-    /// Frontend attributes set as given, last (over build args of the same name): e.g.
-    /// `cmdline`, which stops the Dockerfile frontend from forwarding to a `# syntax=` image.
-    pub frontend_attrs: BTreeMap<String, String>,
-    /// The registry layer cache to import and export.
-    pub cache: Cache,
-    /// Registries (`host[:port]`) reached over plain HTTP or unverified TLS by buildkitd's
-    /// image exporter and cache (`registry.insecure=true`); a Docker Engine goes by its own
-    /// `insecure-registries`.
-    pub insecure_registries: Vec<String>,
-    /// Longest the build may take; on expiry it is canceled and answers
-    /// [`BuildkitError::Timeout`] naming the steps that were running.
-    pub timeout: Option<Duration>,
-}
-
-/// A build's registry layer cache.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Cache {
-    /// Cache refs to import (`type=registry`), on every daemon.
-    pub import: Vec<ImageRef>,
-    /// The ref to export the cache to. On buildkitd: `type=registry` with `mode=max` (every
-    /// stage's layers) and `ignore-error=true` (a failed cache export never fails the build).
-    /// A Docker Engine's BuildKit exports only the `inline` cache: there the cache travels in
-    /// the pushed image, so the image itself is imported too.
-    pub export: Option<ImageRef>,
-}
-
-impl BuildRequest {
-    /// A build of `context/Dockerfile` with defaults everywhere else.
-    pub fn new(context: Arc<dyn SourceTree>, output: Output) -> Self {
-        Self {
-            context,
-            dockerfile: "Dockerfile".to_owned(),
-            build_args: BTreeMap::new(),
-            platforms: Vec::new(),
-            target: None,
-            network: NetworkMode::Default,
-            output,
-            shared_key: String::new(),
-            registry_auth: Arc::new(DockerConfig::default()),
-            secrets: HashMap::new(),
-            frontend_attrs: BTreeMap::new(),
-            cache: Cache::default(),
-            insecure_registries: Vec::new(),
-            timeout: None,
-        }
-    }
-}
 
 /// How a build ended, whatever the end: the image or why there is none, and its steps.
 #[derive(Debug)]
@@ -230,11 +134,6 @@ impl Client {
             exporter_response,
         })
     }
-}
-
-/// The step log, whoever panicked holding it.
-pub(crate) fn lock(log: &Mutex<StepLog>) -> std::sync::MutexGuard<'_, StepLog> {
-    log.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A step of our own for the Engine push, shaped like the daemon's steps.

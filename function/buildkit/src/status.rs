@@ -10,8 +10,7 @@ use crate::progress::{
     Event, LogChunk, StatusUpdate, Tracker, VertexStatusUpdate, VertexUpdate, WarningUpdate,
 };
 use crate::proto::control::{StatusRequest, StatusResponse};
-use crate::solve::lock;
-use crate::steps::StepLog;
+use crate::steps::{lock, StepLog};
 use crate::Client;
 
 impl From<StatusResponse> for StatusUpdate {

@@ -2,6 +2,7 @@
 //! and how many came from the cache, which are running now, and which failed with what output.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::progress::Event;
 
@@ -113,6 +114,11 @@ impl StepLog {
     pub(crate) fn take_failed(&mut self) -> Option<FailedStep> {
         self.failed.take()
     }
+}
+
+/// The step log, whoever panicked holding it.
+pub(crate) fn lock(log: &Mutex<StepLog>) -> MutexGuard<'_, StepLog> {
+    log.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
