@@ -104,7 +104,7 @@ impl BuildError {
                     V::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                     V::Body { .. } => StatusCode::BAD_REQUEST,
                     V::ReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-                    V::Spool { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                    V::Spool { .. } | V::Key { .. } => StatusCode::INTERNAL_SERVER_ERROR,
                 }
             }
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -48,11 +48,15 @@ pub(crate) enum VerifyError {
         message: String,
     },
     /// Our spool file could not be written: not the caller's fault.
-    #[error("{message}")]
+    #[error("{what} the spool file: {source}")]
     Spool {
-        /// What failed.
-        message: String,
+        /// `creating` or `writing`.
+        what: &'static str,
+        source: std::io::Error,
     },
+    /// The payload secret is no HMAC key (HMAC takes keys of any length: not seen in practice).
+    #[error("the payload secret is no HMAC key: {source}")]
+    Key { source: hmac::digest::InvalidLength },
 }
 
 /// A request body whose signature was checked (or checking was disabled).
@@ -145,16 +149,13 @@ pub(crate) async fn verify(
         None => None,
     };
     let mut mac = match secret {
-        Some(key) => Some(
-            HmacSha256::new_from_slice(key).map_err(|e| VerifyError::Spool {
-                message: e.to_string(),
-            })?,
-        ),
+        Some(key) => {
+            Some(HmacSha256::new_from_slice(key).map_err(|source| VerifyError::Key { source })?)
+        }
         None => None,
     };
-    let spool_error = |what: &str, e: std::io::Error| VerifyError::Spool {
-        message: format!("{what} the spool file: {e}"),
-    };
+    let spool_error =
+        |what: &'static str, source: std::io::Error| VerifyError::Spool { what, source };
     let mut spill = Some(spill);
     let mut sink = Sink::Memory(Vec::new());
     let mut len = 0u64;
