@@ -38,6 +38,11 @@ impl FromStr for ImageRef {
             why,
         };
         let parsed = Reference::try_from(given).map_err(|_| refuse(None))?;
+        // The grammar takes an upper-case first component as a host, which the Docker Hub
+        // rule then makes a path: Docker refuses that path, and so do we.
+        if parsed.repository().bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(refuse(Some("repository name must be lowercase")));
+        }
         let registry = parsed.registry().to_ascii_lowercase();
         if let Some((_, port)) = registry.rsplit_once(':') {
             if port.parse::<u16>().is_err() {
