@@ -63,6 +63,12 @@ pub(crate) enum BuildError {
         /// The daemon's words.
         message: String,
     },
+    /// The daemon's source policy refused a remote source before fetching it.
+    #[error("remote source refused by allowed_remote_sources: {message}")]
+    SourceDenied {
+        /// The daemon's words, naming the source.
+        message: String,
+    },
     /// BuildKit or the registry could not be reached; retrying later may help.
     #[error("{message}")]
     Unavailable {
@@ -117,7 +123,7 @@ impl BuildError {
             Self::Policy(crate::policy::PolicyError::TenantHeader { .. }) => {
                 StatusCode::BAD_REQUEST
             }
-            Self::Policy(_) => StatusCode::FORBIDDEN,
+            Self::Policy(_) | Self::SourceDenied { .. } => StatusCode::FORBIDDEN,
             Self::BuildFailed { .. }
             | Self::RegistryRefused { .. }
             | Self::RegistryCertificate { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -216,6 +222,7 @@ impl From<buildkit::BuildkitError> for BuildError {
             E::Unavailable { message, .. } => Self::Unavailable {
                 message: format!("buildkit unreachable: {message}"),
             },
+            E::SourceDenied { message } => Self::SourceDenied { message },
             E::Timeout { limit, running } => Self::Timeout {
                 secs: limit.as_secs(),
                 running,

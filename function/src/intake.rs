@@ -100,7 +100,10 @@ pub(crate) async fn prepare(builder: &Builder, req: Request) -> Result<Prepared,
         .await
         .map_err(|e| BuildError::internal("the index task", e))??;
     let config = BuildConfig::parse(&archive.config)?;
-    let dockerfile = archive.head("Dockerfile", 64 * 1024).unwrap_or_default();
+    // One byte over the limit tells the policy the Dockerfile is too large to read whole.
+    let dockerfile = archive
+        .head("Dockerfile", crate::dockerfile::MAX_CHECKED as u64 + 1)
+        .unwrap_or_default();
     let decision = settings
         .policy
         .check(&config, &dockerfile, tenant_header.as_deref())?;

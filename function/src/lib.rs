@@ -13,6 +13,7 @@ mod build;
 mod buildconfig;
 mod builder;
 mod cache;
+mod dockerfile;
 mod error;
 mod id;
 mod intake;

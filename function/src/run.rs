@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use buildkit::{BuildRequest, Built, DockerConfig, Output, SourceTree, Steps};
+use buildkit::{BuildRequest, Built, DockerConfig, Output, RemoteSources, SourceTree, Steps};
 use tokio::sync::mpsc;
 
 use crate::builder::Builder;
@@ -137,6 +137,18 @@ async fn request(
     );
     request.insecure_registries = builder.settings.insecure_registries.clone();
     request.timeout = Some(builder.settings.build_timeout);
+    if let RemoteSources::Only(prefixes) = &builder.settings.policy.remote_sources {
+        // BuildKit v0.11+ (which answers Info) applies a source policy to every source, after
+        // ARG expansion; an older daemon would fetch what the builder could not check.
+        match client.version().await? {
+            Some(_) => request.remote_sources = RemoteSources::Only(prefixes.clone()),
+            None => {
+                if let Some(source) = prepared.decision.unproven.first() {
+                    return Err(crate::policy::remote::unchecked(source).into());
+                }
+            }
+        }
+    }
     if let Some(to) = request.cache.export.as_ref() {
         if matches!(builder.settings.buildkit, buildkit::Address::Docker(_)) {
             let _ = lines

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use buildkit::{Address, NetworkMode, TlsFiles};
+use buildkit::{Address, NetworkMode, RemoteSources, TlsFiles};
 
 use crate::policy::{Policy, TenantRule};
 use crate::sealed::OpeningKey;
@@ -132,6 +132,32 @@ impl Settings {
                 ));
             }
         }
+        // Unset: none where a build may be a stranger's (RUN steps without network, tenants or
+        // image prefixes configured), any on a single-tenant setup.
+        let shared = network == NetworkMode::None
+            || get("tenant_from").is_some()
+            || get("allowed_image_prefixes").is_some();
+        let remote_sources = match get("allowed_remote_sources") {
+            None if shared => RemoteSources::Only(Vec::new()),
+            None => RemoteSources::Any,
+            Some(v) if v.trim() == "*" => RemoteSources::Any,
+            Some(v) => {
+                let prefixes = list(&v);
+                if let Some(bad) = prefixes.iter().find(|p| {
+                    !["http://", "https://", "git://"]
+                        .iter()
+                        .any(|s| p.starts_with(s))
+                }) {
+                    return Err(err(
+                        "allowed_remote_sources",
+                        format!(
+                            "{bad:?} is not an http://, https:// or git:// prefix (or * for any)"
+                        ),
+                    ));
+                }
+                RemoteSources::Only(prefixes)
+            }
+        };
         Ok(Self {
             secrets_key,
             cache_repository: cache_repository.map(|v| v.trim().to_owned()),
@@ -169,6 +195,7 @@ impl Settings {
                     .transpose()
                     .map_err(|e| err("tenant_from", e.to_string()))?
                     .unwrap_or_default(),
+                remote_sources,
             },
         })
     }

@@ -47,7 +47,11 @@ pub fn settings(bed: &Bed, dir: &Path) -> Settings {
         network: NetworkMode::None,
         build_timeout: Duration::from_secs(300),
         work_dir: dir.join("work"),
-        policy: handler::Policy::default(),
+        // As `allowed_remote_sources` defaults with network none: no remote source.
+        policy: handler::Policy {
+            remote_sources: buildkit::RemoteSources::Only(Vec::new()),
+            ..handler::Policy::default()
+        },
         secrets_key: None,
         cache_repository: None,
         insecure_registries: Vec::new(),

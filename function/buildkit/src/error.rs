@@ -62,6 +62,12 @@ pub enum BuildkitError {
         /// The registry's, Engine's or BuildKit's words, e.g. `push reg/app:1: denied: …`.
         message: String,
     },
+    /// The daemon's source policy refused a source of the build before fetching it.
+    #[error("{message}")]
+    SourceDenied {
+        /// The daemon's words, naming the source.
+        message: String,
+    },
     /// The build ran past the request's timeout and was canceled.
     #[error("build did not finish within {}s{}", limit.as_secs(), if running.is_empty() { String::new() } else { format!("; running: {}", running.join(", ")) })]
     Timeout {

@@ -57,6 +57,8 @@ const STEP_WORDING: &[&str] = &[
     "failed to calculate checksum",
 ];
 
+/// How BuildKit's source policy words a refusal: `source "…" denied by policy`.
+const SOURCE_DENIED: &str = "denied by policy";
 const SOLVE: &str = "github.com/moby/buildkit/errdefs.Solve+json";
 const EXIT: &str = "github.com/moby/buildkit/gatewayapi.ExitMessage+json";
 
@@ -222,6 +224,12 @@ pub(crate) fn solve_error(
             format!("{}: {chain}", status.message())
         };
         return unavailable(message);
+    }
+    // BuildKit's sourcepolicy.ErrSourceDenied, before any registry wording the source may hold.
+    if status.message().contains(SOURCE_DENIED) {
+        return BuildkitError::SourceDenied {
+            message: status.message().to_owned(),
+        };
     }
     let details = Details::of(status);
     if !details.step_failed(status.message()) {

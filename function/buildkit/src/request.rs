@@ -8,7 +8,10 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::dockerconfig::DockerConfig;
-use crate::proto::control::{CacheOptions, CacheOptionsEntry, Exporter, SolveRequest};
+use crate::proto::control::{
+    CacheOptions, CacheOptionsEntry, Exporter, SolveRequest, SourcePolicy, SourcePolicyRule,
+    SourcePolicySelector,
+};
 use crate::{ImageRef, SourceTree};
 
 /// The network `RUN` steps get.
@@ -69,7 +72,29 @@ pub struct BuildRequest {
     /// Longest the build may take; on expiry it is canceled and answers
     /// [`BuildkitError::Timeout`] naming the steps that were running.
     pub timeout: Option<Duration>,
+    /// Which remote sources (`ADD <url>`, git) the daemon may fetch.
+    pub remote_sources: RemoteSources,
 }
+
+/// Which remote sources (`ADD <url>`, git) the daemon may fetch for a build.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum RemoteSources {
+    /// Whatever the Dockerfile names: no source policy is sent.
+    #[default]
+    Any,
+    /// Only the sources whose identifier starts with one of these (`https://host/path/`,
+    /// `git://host/…`): sent as a source policy, which BuildKit v0.11+ applies to every source
+    /// of the build and older daemons ignore, so callers check [`crate::Client::version`] first.
+    Only(Vec<String>),
+}
+
+/// Source policy actions and match types, as BuildKit numbers them.
+const ALLOW: i32 = 0;
+const DENY: i32 = 1;
+const WILDCARD: i32 = 0;
+const REGEX: i32 = 2;
+/// The schemes of BuildKit's remote sources: HTTP(S) files and git repositories.
+const REMOTE_SCHEMES: [&str; 3] = ["http://", "https://", "git://"];
 
 /// A build's registry layer cache.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -101,6 +126,7 @@ impl BuildRequest {
             cache: Cache::default(),
             insecure_registries: Vec::new(),
             timeout: None,
+            remote_sources: RemoteSources::Any,
         }
     }
 }
@@ -181,6 +207,7 @@ pub(crate) fn solve_request(
             .unwrap_or_default(),
         exporters: exporter.into_iter().collect(),
         cache: (!cache.exports.is_empty() || !cache.imports.is_empty()).then_some(cache),
+        source_policy: source_policy(&req.remote_sources),
         ..SolveRequest::default()
     }
 }
@@ -247,6 +274,43 @@ fn cache_options(req: &BuildRequest, is_docker: bool) -> CacheOptions {
         }
     }
     options
+}
+
+/// The source policy for `remote`: every remote scheme denied, then each allowed prefix allowed
+/// (the last matching rule decides).
+fn source_policy(remote: &RemoteSources) -> Option<SourcePolicy> {
+    let RemoteSources::Only(prefixes) = remote else {
+        return None;
+    };
+    let rule = |action, identifier: String, match_type| SourcePolicyRule {
+        action,
+        selector: Some(SourcePolicySelector {
+            identifier,
+            match_type,
+        }),
+    };
+    let denied = REMOTE_SCHEMES
+        .iter()
+        .map(|scheme| rule(DENY, format!("{scheme}*"), WILDCARD));
+    let allowed = prefixes
+        .iter()
+        .map(|prefix| rule(ALLOW, format!("^{}", regex_literal(prefix)), REGEX));
+    Some(SourcePolicy {
+        version: 1,
+        rules: denied.chain(allowed).collect(),
+    })
+}
+
+/// `text` as an RE2 pattern that matches it literally: every ASCII punctuation escaped.
+fn regex_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if c.is_ascii_punctuation() {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -327,5 +391,35 @@ mod tests {
         let solve = solve_request(&none, "ref", "session", true);
         assert_eq!(solve.cache, None);
         assert!(!solve.frontend_attrs.contains_key("cache-imports"));
+    }
+
+    #[test]
+    fn remote_sources_become_a_policy_that_denies_every_scheme_but_the_allowed_prefixes() {
+        let mut req = request(Output::Discard, Cache::default(), &[]);
+        assert_eq!(solve_request(&req, "r", "s", false).source_policy, None);
+        req.remote_sources = RemoteSources::Only(vec!["https://files.example/a+b/".into()]);
+        let policy = solve_request(&req, "r", "s", false).source_policy.unwrap();
+        let rules: Vec<(i32, String, i32)> = policy
+            .rules
+            .iter()
+            .map(|r| {
+                let s = r.selector.as_ref().unwrap();
+                (r.action, s.identifier.clone(), s.match_type)
+            })
+            .collect();
+        assert_eq!(policy.version, 1);
+        assert_eq!(
+            rules,
+            [
+                (DENY, "http://*".to_owned(), WILDCARD),
+                (DENY, "https://*".to_owned(), WILDCARD),
+                (DENY, "git://*".to_owned(), WILDCARD),
+                (
+                    ALLOW,
+                    r"^https\:\/\/files\.example\/a\+b\/".to_owned(),
+                    REGEX
+                ),
+            ]
+        );
     }
 }

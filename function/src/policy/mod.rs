@@ -8,10 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use buildkit::{ImageRef, RepoPrefix};
+use buildkit::{ImageRef, RemoteSources, RepoPrefix};
 use sha2::{Digest, Sha256};
 
 use crate::buildconfig::BuildConfig;
+use crate::dockerfile::RemoteSource;
+
+pub(crate) mod remote;
 
 /// `BUILDKIT_*` build args a caller may set: they change what the image holds, not how or where
 /// BuildKit runs the build.
@@ -28,6 +31,8 @@ pub struct Policy {
     pub image_prefixes: Vec<RepoPrefix>,
     /// How a build's tenant is named (`tenant_from`).
     pub tenant: TenantRule,
+    /// Which remote sources (`ADD <url>`, git) the daemon may fetch (`allowed_remote_sources`).
+    pub remote_sources: RemoteSources,
 }
 
 /// Whose build a request is (`tenant_from`): the tenant scopes `RUN --mount=type=cache` and the
@@ -96,6 +101,7 @@ impl Default for Policy {
                 .expect("a valid reference")],
             image_prefixes: Vec::new(),
             tenant: TenantRule::Repository,
+            remote_sources: RemoteSources::Any,
         }
     }
 }
@@ -141,6 +147,24 @@ pub(crate) enum PolicyError {
         /// The repository (or namespace) it had to be in.
         scope: String,
     },
+    /// An `ADD` names a remote source outside `allowed_remote_sources`.
+    #[error("ADD {named} (Dockerfile line {line}): remote sources are fetched only under allowed_remote_sources ({allowed})")]
+    RemoteSource {
+        /// The instruction's line.
+        line: usize,
+        /// The source as written.
+        named: String,
+        /// The setting's value.
+        allowed: String,
+    },
+    /// An `ADD` source only the daemon can resolve, on a daemon that cannot check it first.
+    #[error("ADD {named} (Dockerfile line {line}): its source depends on a variable, quotes or escapes that only the daemon resolves, and this daemon has no source policy (BuildKit before v0.11) to check it before fetching, so allowed_remote_sources refuses it; name the URL literally")]
+    UncheckedSource {
+        /// The instruction's line (0: the whole Dockerfile).
+        line: usize,
+        /// The source as written.
+        named: String,
+    },
     /// `tenant_from=header:<name>` and the request's header is missing or unusable (400).
     #[error("tenant_from=header:{header}: {why}")]
     TenantHeader {
@@ -158,6 +182,9 @@ pub(crate) struct Decision {
     pub(crate) attrs: BTreeMap<String, String>,
     /// Whose build this is: scopes cache mounts and the session shared key.
     pub(crate) tenant: String,
+    /// Remote sources only the daemon's source policy can check (variables): a daemon without
+    /// one must not run the build.
+    pub(crate) unproven: Vec<RemoteSource>,
 }
 
 impl Policy {
@@ -222,6 +249,7 @@ impl Policy {
                 attrs.insert("cmdline".to_owned(), String::new());
             }
         }
+        let unproven = remote::check(&self.remote_sources, dockerfile)?;
         self.check_cache_scope(config)?;
         let tenant = self.tenant(config, tenant_header)?;
         let ns = Sha256::digest(tenant.as_bytes());
@@ -229,7 +257,11 @@ impl Policy {
             "build-arg:BUILDKIT_CACHE_MOUNT_NS".to_owned(),
             format!("fb-{}", hex::encode(&ns[..12])),
         );
-        Ok(Decision { attrs, tenant })
+        Ok(Decision {
+            attrs,
+            tenant,
+            unproven,
+        })
     }
 }
 
