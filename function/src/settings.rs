@@ -215,3 +215,48 @@ fn list(value: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(vars: &[(&str, &str)]) -> Result<RemoteSources, String> {
+        let vars: std::collections::HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(|name| vars.get(name).cloned())
+            .map(|s| s.policy.remote_sources)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn remote_sources_default_to_none_where_builds_may_be_strangers() {
+        let none = Ok(RemoteSources::Only(Vec::new()));
+        assert_eq!(remote(&[]), Ok(RemoteSources::Any));
+        assert_eq!(remote(&[("build_network", "none")]), none);
+        assert_eq!(remote(&[("tenant_from", "namespace")]), none);
+        assert_eq!(
+            remote(&[("allowed_image_prefixes", "r.example/acme")]),
+            none
+        );
+        assert_eq!(
+            remote(&[("build_network", "none"), ("allowed_remote_sources", "*")]),
+            Ok(RemoteSources::Any)
+        );
+        assert_eq!(
+            remote(&[(
+                "allowed_remote_sources",
+                "https://files.example/a/, git://git.example/"
+            )]),
+            Ok(RemoteSources::Only(vec![
+                "https://files.example/a/".into(),
+                "git://git.example/".into()
+            ]))
+        );
+        assert_eq!(
+            remote(&[("allowed_remote_sources", "files.example")]),
+            Err("allowed_remote_sources: \"files.example\" is not an http://, https:// or git:// prefix (or * for any)".to_owned())
+        );
+    }
+}
