@@ -289,3 +289,42 @@ pub fn fuzz_sealed(key: &crate::sealed::OpeningKey, data: &[u8]) {
     let sealed = crate::sealed::seal(key.public(), &values).expect("a valid name seals");
     assert_eq!(key.open(&sealed).expect("sealed to our key"), values);
 }
+
+/// Any bytes as a Dockerfile, scanned for the `ADD` sources the daemon would fetch itself: no
+/// panic, every finding on a line of the text and either a URL or marked as only the daemon's
+/// to resolve, and every one-line `ADD <url> <dst>` (any case, any indentation) found.
+///
+/// # Panics
+/// On a violation.
+pub fn fuzz_dockerfile(data: &[u8]) {
+    use crate::dockerfile::remote_sources;
+
+    let text = String::from_utf8_lossy(data);
+    let found = remote_sources(&text);
+    let lines = text.lines().count();
+    for source in &found {
+        assert!(source.line >= 1 && source.line <= lines, "{source:?}");
+        assert!(
+            source.variable || source.source.contains("://") || source.source.starts_with("git@"),
+            "{source:?}"
+        );
+    }
+    for (index, line) in text.lines().enumerate() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let plain = words.len() == 3
+            && words[0].eq_ignore_ascii_case("add")
+            && words[1].contains("://")
+            && !line.trim_end().ends_with(['\\', '`'])
+            && index
+                .checked_sub(1)
+                .and_then(|i| text.lines().nth(i))
+                .is_none_or(|prev| !prev.trim_end().ends_with(['\\', '`']));
+        if plain {
+            assert!(
+                found.iter().any(|s| s.source == words[1]),
+                "line {}: {line:?} not found in {found:?}",
+                index + 1
+            );
+        }
+    }
+}

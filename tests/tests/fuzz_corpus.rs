@@ -83,6 +83,11 @@ fn archive_seeds_are_served_or_refused_as_named() {
 }
 
 #[test]
+fn dockerfile() {
+    replay("dockerfile", internals::fuzz_dockerfile);
+}
+
+#[test]
 fn build_config() {
     replay("build_config", internals::fuzz_build_config);
 }
