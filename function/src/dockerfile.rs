@@ -19,17 +19,20 @@ pub(crate) struct RemoteSource {
 }
 
 /// The `ADD` sources of `text` that are URLs or that the check cannot read for sure (a variable,
-/// quotes or escapes, which the daemon resolves), in order. Read with both escape characters
-/// (`\` and the backtick an `escape` directive may name), so that no reading of the directives
+/// quotes or escapes, which the daemon resolves), in order. Read four ways, with both escape
+/// characters (`\\` and the backtick an `escape` directive may name) and with a line's trailing
+/// CR kept (BuildKit v0.8) or dropped (later), so that no reading of the directives or line ends
 /// hides an instruction; heredoc bodies are read as instructions too (daemons before BuildKit
-/// v0.10 have no heredocs): either may find more than the daemon sees, never less.
+/// v0.10 have no heredocs): each reading may find more than the daemon sees, never less.
 pub(crate) fn remote_sources(text: &str) -> Vec<RemoteSource> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut found = Vec::new();
     for escape in ['\\', '`'] {
-        for source in scan(text, escape) {
-            if !found.contains(&source) {
-                found.push(source);
+        for keep_cr in [false, true] {
+            for source in scan(text, escape, keep_cr) {
+                if !found.contains(&source) {
+                    found.push(source);
+                }
             }
         }
     }
@@ -37,35 +40,48 @@ pub(crate) fn remote_sources(text: &str) -> Vec<RemoteSource> {
     found
 }
 
-fn scan(text: &str, escape: char) -> Vec<RemoteSource> {
+/// The part of `line` before the escape char that continues it onto the next line, as
+/// BuildKit's parser decides: the escape char, not itself escaped, followed only by spaces and
+/// tabs.
+fn continued(line: &str, escape: char) -> Option<&str> {
+    let rest = line.trim_end_matches([' ', '\t']).strip_suffix(escape)?;
+    (!rest.ends_with(escape)).then_some(rest)
+}
+
+fn scan(text: &str, escape: char, keep_cr: bool) -> Vec<RemoteSource> {
     // Lines BuildKit skips inside an instruction: comments and blank lines.
     let skipped = |line: &str| {
         let line = line.trim_start();
         line.is_empty() || line.starts_with('#')
     };
     let mut found = Vec::new();
-    let mut lines = text.lines().enumerate();
+    let mut lines = text
+        .split('\n')
+        .map(|line| match keep_cr {
+            true => line,
+            false => line.strip_suffix('\r').unwrap_or(line),
+        })
+        .enumerate();
     while let Some((index, first)) = lines.next() {
         if skipped(first) {
             continue;
         }
-        // One instruction: its physical lines joined while each ends with the escape char.
+        // One instruction: its physical lines joined while each continues.
         let mut logical = String::new();
-        let mut part = first.to_owned();
+        let mut part = first;
         loop {
-            let body = part.trim_end();
-            match body.strip_suffix(escape) {
+            match continued(part, escape) {
                 Some(rest) => {
                     logical.push_str(rest);
                     logical.push(' ');
                 }
                 None => {
-                    logical.push_str(body);
+                    logical.push_str(part);
                     break;
                 }
             }
             match lines.by_ref().find(|(_, l)| !skipped(l)) {
-                Some((_, next)) => part = next.to_owned(),
+                Some((_, next)) => part = next,
                 None => break,
             }
         }
@@ -93,24 +109,42 @@ fn scan(text: &str, escape: char) -> Vec<RemoteSource> {
     found
 }
 
-/// The sources of an `ADD`: every argument but the destination and the flags, in the JSON form
-/// or the plain one.
+/// The sources of an `ADD`: every argument but the flags (`--name[=value]` words before the
+/// first other one) and the destination, in the JSON form, else (as BuildKit falls back) the
+/// plain one. An `ADD` with fewer than two arguments is an error to BuildKit: no source.
 fn sources(args: &str) -> Vec<String> {
-    let mut all: Vec<String> = match serde_json::from_str::<Vec<String>>(args) {
+    let mut rest = args.trim_start();
+    while rest.starts_with("--") {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        rest = rest[end..].trim_start();
+    }
+    let mut all: Vec<String> = match serde_json::from_str::<Vec<String>>(rest) {
         Ok(list) => list,
-        Err(_) => args
-            .split_whitespace()
-            .filter(|word| !word.starts_with("--"))
-            .map(str::to_owned)
-            .collect(),
+        Err(_) => rest.split_whitespace().map(str::to_owned).collect(),
     };
     all.pop();
     all
 }
 
-/// Whether BuildKit reads `source` as remote: a URL of any scheme, or git's `git@host:path`.
+/// Whether BuildKit reads `source` as remote: a URL of any scheme, or git's scp-like
+/// `user@host:path` (`^[A-Za-z0-9-_]+@[A-Za-z0-9-.]+:`, as BuildKit's sshutil matches it).
 fn is_url(source: &str) -> bool {
-    source.contains("://") || source.starts_with("git@")
+    if source.contains("://") {
+        return true;
+    }
+    let Some((user, rest)) = source.split_once('@') else {
+        return false;
+    };
+    let Some((host, _)) = rest.split_once(':') else {
+        return false;
+    };
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    !user.is_empty()
+        && user.chars().all(word)
+        && !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 #[cfg(test)]
@@ -188,6 +222,35 @@ ADD \\
         assert_eq!(
             found("ADD http:/\"\"/h/x /y\nADD 'x' /z\n"),
             [(1, "http:/\"\"/h/x", true), (2, "'x'", true)]
+        );
+    }
+
+    #[test]
+    fn continuations_flags_and_scp_sources_are_read_as_buildkit_reads_them() {
+        // An escaped escape ends the line; trailing form feeds do not continue it.
+        let text = "FROM b\nENV A=\\\\\nADD \\\n http://h/m /m\n";
+        assert_eq!(found(text), [(3, "http://h/m", false)]);
+        // Flags, then JSON.
+        assert_eq!(
+            found("ADD --chown=0 [\"http://h/x\",\"/x\"]\n"),
+            [(1, "http://h/x", false)]
+        );
+        // JSON that is not is read as plain words, as BuildKit falls back to them.
+        assert_eq!(
+            found("ADD -- [\"http://h/j\", /j\n"),
+            [(1, "[\"http://h/j\",", true)]
+        );
+        // Any user name in an scp-like git source.
+        assert_eq!(
+            found("ADD deploy@evil.example:r.git /x\n"),
+            [(1, "deploy@evil.example:r.git", false)]
+        );
+        assert_eq!(found("ADD a@b.txt /x\n"), []);
+        // A CR before the newline, kept by BuildKit v0.8 (the line does not continue), dropped
+        // by later ones (it does): both read.
+        assert_eq!(
+            found("RUN echo \\\r\nADD http://h/cr /c\r\n"),
+            [(2, "http://h/cr", false)]
         );
     }
 }

@@ -143,16 +143,10 @@ impl Settings {
             Some(v) if v.trim() == "*" => RemoteSources::Any,
             Some(v) => {
                 let prefixes = list(&v);
-                if let Some(bad) = prefixes.iter().find(|p| {
-                    !["http://", "https://", "git://"]
-                        .iter()
-                        .any(|s| p.starts_with(s))
-                }) {
+                if let Some(bad) = prefixes.iter().find(|p| !remote_prefix(p)) {
                     return Err(err(
                         "allowed_remote_sources",
-                        format!(
-                            "{bad:?} is not an http://, https:// or git:// prefix (or * for any)"
-                        ),
+                        format!("{bad:?} is not an http://, https:// or git:// prefix with a host and a path, such as https://files.example.com/ (or * for any)"),
                     ));
                 }
                 RemoteSources::Only(prefixes)
@@ -199,6 +193,24 @@ impl Settings {
             },
         })
     }
+}
+
+/// Whether `prefix` is `scheme://host[:port]/…`: a host that later text cannot extend
+/// (`https://files.example` would admit `https://files.example.evil.com/`) and no userinfo,
+/// escapes or encoding in it, nor a path that climbs.
+fn remote_prefix(prefix: &str) -> bool {
+    let Some(rest) = ["http://", "https://", "git://"]
+        .iter()
+        .find_map(|scheme| prefix.strip_prefix(scheme))
+    else {
+        return false;
+    };
+    let Some((host, _)) = rest.split_once('/') else {
+        return false;
+    };
+    !host.is_empty()
+        && !host.contains(['@', '\\', '%', '?', '#'])
+        && !crate::policy::remote::climbs(prefix)
 }
 
 /// A comma-separated setting of references or prefixes; blanks ignored.
@@ -254,9 +266,17 @@ mod tests {
                 "git://git.example/".into()
             ]))
         );
-        assert_eq!(
-            remote(&[("allowed_remote_sources", "files.example")]),
-            Err("allowed_remote_sources: \"files.example\" is not an http://, https:// or git:// prefix (or * for any)".to_owned())
-        );
+        for bad in [
+            "files.example",
+            "https://files.example",
+            "http://127.0.0.1:80",
+            "https://user@files.example/",
+            "https://files.example/a/../b/",
+        ] {
+            assert_eq!(
+                remote(&[("allowed_remote_sources", bad)]),
+                Err(format!("allowed_remote_sources: {bad:?} is not an http://, https:// or git:// prefix with a host and a path, such as https://files.example.com/ (or * for any)")),
+            );
+        }
     }
 }

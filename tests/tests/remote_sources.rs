@@ -188,12 +188,29 @@ async fn an_allowed_prefix_is_fetched_and_nothing_beside_it() {
         let df = format!("FROM {base}\nADD {} /x\n", origin.url("/allowedx"));
         let (status, json) = build(&server, &image, "", &df).await;
         assert_eq!(status, 403, "{daemon}: {json:#}");
-        let args = format!(r#""U":"{}""#, origin.url("/other"));
         let df = format!("FROM {base}\nARG U\nADD $U /x\n");
-        let (status, json) = build(&server, &image, &args, &df).await;
+        // A newline would end a wildcard's `.*`; a dot segment climbs out of the prefix.
+        for value in [
+            origin.url("/other"),
+            format!("{}#\\n", origin.url("/other")),
+            origin.url("/allowed/../climbed"),
+            origin.url("/allowed/%2e%2e/climbed"),
+        ] {
+            let args = format!(r#""U":"{value}""#);
+            let (status, json) = build(&server, &image, &args, &df).await;
+            assert_eq!(status, 403, "{daemon} {value:?}: {json:#}");
+        }
+        let df = format!(
+            "FROM {base}\nADD {} /x\n",
+            origin.url("/allowed/../climbed")
+        );
+        let (status, json) = build(&server, &image, "", &df).await;
         assert_eq!(status, 403, "{daemon}: {json:#}");
     }
     assert!(origin.hits("/allowed/file") >= 1, "{:?}", origin.hits);
     assert_eq!(origin.hits("/allowedx"), 0, "{:?}", origin.hits);
     assert_eq!(origin.hits("/other"), 0, "{:?}", origin.hits);
+    assert_eq!(origin.hits("/climbed"), 0, "{:?}", origin.hits);
+    assert_eq!(origin.hits("/allowed/."), 0, "{:?}", origin.hits);
+    assert_eq!(origin.hits("/allowed/%"), 0, "{:?}", origin.hits);
 }

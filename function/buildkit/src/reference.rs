@@ -37,7 +37,15 @@ impl FromStr for ImageRef {
             given: given.to_owned(),
             why,
         };
-        let parsed = Reference::try_from(given).map_err(|_| refuse(None))?;
+        // The host in lower case before the grammar's Docker Hub rules see it (`DOCKER.IO/acme`
+        // is `docker.io/library/acme`, where the push goes).
+        let host_lowered = match given.split_once('/') {
+            Some((host, path)) if host.contains(['.', ':']) => {
+                format!("{}/{path}", host.to_ascii_lowercase())
+            }
+            _ => given.to_owned(),
+        };
+        let parsed = Reference::try_from(host_lowered.as_str()).map_err(|_| refuse(None))?;
         // The grammar takes an upper-case first component as a host, which the Docker Hub
         // rule then makes a path: Docker refuses that path, and so do we.
         if parsed.repository().bytes().any(|b| b.is_ascii_uppercase()) {
@@ -218,6 +226,7 @@ mod tests {
                 "Reg.Example:5000/acme/fn",
                 "reg.example:5000/acme/fn:latest",
             ),
+            ("DOCKER.IO/acme", "docker.io/library/acme:latest"),
             ("localhost/x_y", "localhost/x_y:latest"),
             ("reg.io/a--b/c__d:v_1", "reg.io/a--b/c__d:v_1"),
         ] {

@@ -91,10 +91,12 @@ pub enum RemoteSources {
 /// Source policy actions and match types, as BuildKit numbers them.
 const ALLOW: i32 = 0;
 const DENY: i32 = 1;
-const WILDCARD: i32 = 0;
 const REGEX: i32 = 2;
-/// The schemes of BuildKit's remote sources: HTTP(S) files and git repositories.
-const REMOTE_SCHEMES: [&str; 3] = ["http://", "https://", "git://"];
+/// BuildKit's remote sources, HTTP(S) files and git repositories, as an RE2 pattern.
+const REMOTE_SCHEMES: &str = "(?i)^(?:https?|git)://";
+/// Dot segments and encoded separators, which a server may resolve out of an allowed prefix
+/// (`/allowed/../secret`, `%2e%2e`, `%2f`), as an RE2 pattern.
+pub(crate) const CLIMBING: &str = r"(?i)/(?:\.|%2e){1,2}(?:[/?#\s]|$)|%2f|%5c|\\";
 
 /// A build's registry layer cache.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -289,15 +291,20 @@ fn source_policy(remote: &RemoteSources) -> Option<SourcePolicy> {
             match_type,
         }),
     };
-    let denied = REMOTE_SCHEMES
-        .iter()
-        .map(|scheme| rule(DENY, format!("{scheme}*"), WILDCARD));
+    // Unanchored at the end: a wildcard `http://*` is `^http://(.*)$`, which a newline in the
+    // identifier (a build arg's) would slip past.
+    let denied = rule(DENY, REMOTE_SCHEMES.to_owned(), REGEX);
     let allowed = prefixes
         .iter()
         .map(|prefix| rule(ALLOW, format!("^{}", regex_literal(prefix)), REGEX));
+    // After the allowed prefixes (the last match wins): a path that climbs out of them.
+    let climbing = rule(DENY, CLIMBING.to_owned(), REGEX);
     Some(SourcePolicy {
         version: 1,
-        rules: denied.chain(allowed).collect(),
+        rules: std::iter::once(denied)
+            .chain(allowed)
+            .chain(std::iter::once(climbing))
+            .collect(),
     })
 }
 
@@ -411,14 +418,13 @@ mod tests {
         assert_eq!(
             rules,
             [
-                (DENY, "http://*".to_owned(), WILDCARD),
-                (DENY, "https://*".to_owned(), WILDCARD),
-                (DENY, "git://*".to_owned(), WILDCARD),
+                (DENY, REMOTE_SCHEMES.to_owned(), REGEX),
                 (
                     ALLOW,
                     r"^https\:\/\/files\.example\/a\+b\/".to_owned(),
                     REGEX
                 ),
+                (DENY, CLIMBING.to_owned(), REGEX),
             ]
         );
     }

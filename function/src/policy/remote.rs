@@ -31,9 +31,10 @@ pub(super) fn check(
     for found in remote_sources(&String::from_utf8_lossy(dockerfile)) {
         if found.variable {
             unproven.push(found);
-        } else if !prefixes
-            .iter()
-            .any(|p| found.source.starts_with(p.as_str()))
+        } else if climbs(&found.source)
+            || !prefixes
+                .iter()
+                .any(|p| found.source.starts_with(p.as_str()))
         {
             return Err(PolicyError::RemoteSource {
                 line: found.line,
@@ -43,6 +44,22 @@ pub(super) fn check(
         }
     }
     Ok(unproven)
+}
+
+/// Whether `url`'s path has a dot segment or an encoded separator, which a server may resolve
+/// out of an allowed prefix (the source policy's `CLIMBING` rule, for literal URLs).
+pub(crate) fn climbs(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || url.contains('\\') {
+        return true;
+    }
+    let path = lower
+        .split_once("://")
+        .map_or(lower.as_str(), |(_, rest)| rest);
+    path.split(['/', '?', '#'])
+        .skip(1)
+        .map(|segment| segment.trim().replace("%2e", "."))
+        .any(|segment| segment == "." || segment == "..")
 }
 
 /// The refusal of a source only a source policy could check, on a daemon without one.
@@ -82,6 +99,16 @@ mod tests {
         assert!(check(&RemoteSources::Any, b"ADD http://x/y /z")
             .unwrap()
             .is_empty());
+        for climbing in [
+            "https://files.example/ok/../secret",
+            "https://files.example/ok/%2E%2E/secret",
+            "https://files.example/ok/a%2fb",
+            "https://files.example/ok/.",
+        ] {
+            let df = format!("ADD {climbing} /x\n");
+            assert!(check(&only, df.as_bytes()).is_err(), "{climbing}");
+        }
+        assert!(check(&only, b"ADD https://files.example/ok/a..b/c.d /x\n").is_ok());
         let big = vec![b'#'; MAX_CHECKED + 1];
         assert_eq!(check(&only, &big).unwrap().len(), 1);
     }
