@@ -291,8 +291,9 @@ pub fn fuzz_sealed(key: &crate::sealed::OpeningKey, data: &[u8]) {
 }
 
 /// Any bytes as a Dockerfile, scanned for the `ADD` sources the daemon would fetch itself: no
-/// panic, every finding on a line of the text and either a URL or marked as only the daemon's
-/// to resolve, and every one-line `ADD <url> <dst>` (any case, any indentation) found.
+/// panic, every finding on a line of the text and either a URL (`scheme://`, `user@host:`) or
+/// marked as only the daemon's to resolve, and every one-line `ADD <url> <dst>` (any case, any
+/// indentation) found.
 ///
 /// # Panics
 /// On a violation.
@@ -305,7 +306,9 @@ pub fn fuzz_dockerfile(data: &[u8]) {
     for source in &found {
         assert!(source.line >= 1 && source.line <= lines, "{source:?}");
         assert!(
-            source.variable || source.source.contains("://") || source.source.starts_with("git@"),
+            source.variable
+                || source.source.contains("://")
+                || (source.source.contains('@') && source.source.contains(':')),
             "{source:?}"
         );
     }
@@ -314,6 +317,7 @@ pub fn fuzz_dockerfile(data: &[u8]) {
         let plain = words.len() == 3
             && words[0].eq_ignore_ascii_case("add")
             && words[1].contains("://")
+            && !words[1].starts_with(['[', '-'])
             && !line.trim_end().ends_with(['\\', '`'])
             && index
                 .checked_sub(1)
