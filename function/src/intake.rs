@@ -100,10 +100,13 @@ pub(crate) async fn prepare(builder: &Builder, req: Request) -> Result<Prepared,
         .await
         .map_err(|e| BuildError::internal("the index task", e))??;
     let config = BuildConfig::parse(&archive.config)?;
-    // One byte over the limit tells the policy the Dockerfile is too large to read whole.
-    let dockerfile = archive
-        .head("Dockerfile", crate::dockerfile::MAX_CHECKED as u64 + 1)
-        .unwrap_or_default();
+    // The `# syntax=` line is in the first 64 KiB; remote sources, when restricted, are read
+    // from the whole file (one byte over the limit tells the policy it is too large for that).
+    let read = match settings.policy.remote_sources {
+        buildkit::RemoteSources::Any => 64 * 1024,
+        buildkit::RemoteSources::Only(_) => crate::dockerfile::MAX_CHECKED as u64 + 1,
+    };
+    let dockerfile = archive.head("Dockerfile", read).unwrap_or_default();
     let decision = settings
         .policy
         .check(&config, &dockerfile, tenant_header.as_deref())?;

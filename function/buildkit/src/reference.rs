@@ -185,13 +185,6 @@ impl FromStr for RepoPrefix {
     }
 }
 
-impl RepoPrefix {
-    /// The registry, `host[:port]` in lower case.
-    pub fn registry(&self) -> &str {
-        &self.registry
-    }
-}
-
 /// `registry[/path]`, normalised.
 impl fmt::Display for RepoPrefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
