@@ -69,6 +69,24 @@ pub(crate) enum BuildError {
         /// The daemon's words, naming the source.
         message: String,
     },
+    /// An image outside the build's read policy was denied, or refused by its registry once
+    /// pulled without the builder's credentials.
+    #[error("image {image} is outside what this build may read with the builder's registry credentials (its tenant's repositories, base_image_prefixes, allowed_frontends): {message}")]
+    ReadDenied {
+        /// The image.
+        image: String,
+        /// The daemon's or the registry's words.
+        message: String,
+    },
+    /// The builder kept its Basic credentials for a registry the read policy splits, on a daemon
+    /// that cannot keep a build to its own repositories.
+    #[error("registry {registry}: the builder gives tenant builds no credentials for it, because it takes Basic auth, which names no repository, and this daemon (BuildKit before v0.11, such as Docker Engine 20.10's) applies no source policy to keep a build to its tenant's repositories; build on buildkitd v0.11+, use a token-auth registry, or list the registry whole in base_image_prefixes if every tenant may read all of it: {message}")]
+    CredentialsWithheld {
+        /// `host[:port]`.
+        registry: String,
+        /// The daemon's or the registry's words.
+        message: String,
+    },
     /// BuildKit or the registry could not be reached; retrying later may help.
     #[error("{message}")]
     Unavailable {
@@ -123,10 +141,13 @@ impl BuildError {
             Self::Policy(crate::policy::PolicyError::TenantHeader { .. }) => {
                 StatusCode::BAD_REQUEST
             }
-            Self::Policy(_) | Self::SourceDenied { .. } => StatusCode::FORBIDDEN,
+            Self::Policy(_) | Self::SourceDenied { .. } | Self::ReadDenied { .. } => {
+                StatusCode::FORBIDDEN
+            }
             Self::BuildFailed { .. }
             | Self::RegistryRefused { .. }
-            | Self::RegistryCertificate { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::RegistryCertificate { .. }
+            | Self::CredentialsWithheld { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -223,6 +244,10 @@ impl From<buildkit::BuildkitError> for BuildError {
                 message: format!("buildkit unreachable: {message}"),
             },
             E::SourceDenied { message } => Self::SourceDenied { message },
+            E::ImageDenied { image, message } => Self::ReadDenied { image, message },
+            E::CredentialsWithheld { registry, message } => {
+                Self::CredentialsWithheld { registry, message }
+            }
             E::Timeout { limit, running } => Self::Timeout {
                 secs: limit.as_secs(),
                 running,

@@ -5,7 +5,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use buildkit::{BuildRequest, Built, DockerConfig, Output, RemoteSources, SourceTree, Steps};
+use buildkit::{
+    BuildRequest, Built, DockerConfig, ImageRef, Output, ReadPolicy, RemoteSources, SourceTree,
+    Steps,
+};
 use tokio::sync::mpsc;
 
 use crate::builder::Builder;
@@ -91,6 +94,25 @@ async fn build(builder: &Builder, prepared: Prepared, lines: mpsc::Sender<String
     }
 }
 
+/// What the build may read with the builder's registry credentials: its tenant's own
+/// repositories and cache refs (pull and push); `base_image_prefixes` and the allowed frontends
+/// (pull).
+fn read_policy(builder: &Builder, prepared: &Prepared, cache: &buildkit::Cache) -> ReadPolicy {
+    let policy = &builder.settings.policy;
+    let Some(base) = &policy.base_images else {
+        return ReadPolicy::Any;
+    };
+    let cache_refs = cache.import.iter().chain(&cache.export);
+    ReadPolicy::Only {
+        own: (prepared.decision.own.iter().cloned())
+            .chain(cache_refs.map(ImageRef::as_prefix))
+            .collect(),
+        shared: (base.iter().cloned())
+            .chain(policy.frontends.iter().map(ImageRef::as_prefix))
+            .collect(),
+    }
+}
+
 /// A log line of the builder's own, shaped as BuildKit's.
 fn note(text: &str) -> String {
     buildkit::log_line(SystemTime::now(), text)
@@ -136,6 +158,7 @@ async fn request(
         builder.settings.cache_repository.as_deref(),
     );
     request.insecure_registries = builder.settings.insecure_registries.clone();
+    request.read_policy = read_policy(builder, prepared, &request.cache);
     request.timeout = Some(builder.settings.build_timeout);
     if let RemoteSources::Only(prefixes) = &builder.settings.policy.remote_sources {
         // BuildKit v0.11+ (which answers Info) applies a source policy to every source, after

@@ -152,6 +152,29 @@ impl Settings {
                 RemoteSources::Only(prefixes)
             }
         };
+        // Unset: the builder's credentials read only a tenant's own repositories where tenants
+        // are configured, anything on a single-tenant setup; `*`: anything.
+        let tenancy = get("tenant_from").is_some() || get("allowed_image_prefixes").is_some();
+        let base_images = match get("base_image_prefixes") {
+            None if tenancy => Some(Vec::new()),
+            None => None,
+            Some(v) if v.trim() == "*" => None,
+            Some(v) => Some(
+                parsed::<buildkit::RepoPrefix>(&v)
+                    .map_err(|e| err("base_image_prefixes", e.to_string()))?,
+            ),
+        };
+        let tenant_namespace = get("tenant_namespace").filter(|v| !v.trim().is_empty());
+        if let Some(template) = &tenant_namespace {
+            if !template.contains("{tenant}")
+                || crate::policy::namespace_of(template.trim(), "acme").is_none()
+            {
+                return Err(err(
+                    "tenant_namespace",
+                    format!("{template:?} is not a repository prefix holding {{tenant}}, such as registry.example.com/{{tenant}}"),
+                ));
+            }
+        }
         Ok(Self {
             secrets_key,
             cache_repository: cache_repository.map(|v| v.trim().to_owned()),
@@ -190,6 +213,8 @@ impl Settings {
                     .map_err(|e| err("tenant_from", e.to_string()))?
                     .unwrap_or_default(),
                 remote_sources,
+                base_images,
+                tenant_namespace: tenant_namespace.map(|t| t.trim().to_owned()),
             },
         })
     }

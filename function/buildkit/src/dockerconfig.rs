@@ -247,6 +247,17 @@ impl DockerConfig {
         Ok(URL_SAFE.encode(serde_json::Value::Object(json).to_string()))
     }
 
+    /// The registries this config holds credentials for, normalised (`docker.io` for Docker
+    /// Hub): the `auths` keys (where `docker login` records every host, helper or not) and the
+    /// `credHelpers` keys. A host only the `credsStore` knows is not among them.
+    pub(crate) fn registries(&self) -> std::collections::BTreeSet<String> {
+        self.auths
+            .keys()
+            .chain(self.cred_helpers.keys())
+            .map(|key| registry_host(key))
+            .collect()
+    }
+
     /// Runs helpers with `helpers` (tests point it at fakes and shorten its timeout).
     #[cfg(test)]
     fn with_helpers(mut self, helpers: HelperRunner) -> Self {
@@ -356,7 +367,7 @@ fn find<'a, V>(map: &'a BTreeMap<String, V>, server: &str, wanted: &str) -> Opti
 
 /// The host a config key or a BuildKit host names, like docker/cli's `ConvertToHostname`: scheme
 /// and path dropped; also lowercased and with Docker Hub's names folded into `docker.io`.
-fn registry_host(name: &str) -> String {
+pub(crate) fn registry_host(name: &str) -> String {
     let rest = name.split_once("://").map_or(name, |(_, rest)| rest);
     let host = rest
         .split('/')

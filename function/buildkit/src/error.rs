@@ -68,6 +68,25 @@ pub enum BuildkitError {
         /// The daemon's words, naming the source.
         message: String,
     },
+    /// An image outside the build's read policy: the daemon's source policy denied it, or it
+    /// was pulled without the builder's credentials and its registry refused.
+    #[error("{message}")]
+    ImageDenied {
+        /// The image, `registry/path` (or the denied source as the daemon names it).
+        image: String,
+        /// The daemon's or the registry's words.
+        message: String,
+    },
+    /// The builder kept its Basic credentials for a registry the read policy splits between
+    /// tenants, on a daemon without source policies to keep the build to its own repositories,
+    /// and the registry refused the build without them.
+    #[error("{message}")]
+    CredentialsWithheld {
+        /// The registry, `host[:port]`.
+        registry: String,
+        /// The daemon's or the registry's words.
+        message: String,
+    },
     /// The build ran past the request's timeout and was canceled.
     #[error("build did not finish within {}s{}", limit.as_secs(), if running.is_empty() { String::new() } else { format!("; running: {}", running.join(", ")) })]
     Timeout {

@@ -227,8 +227,10 @@ pub(crate) fn solve_error(
     }
     // BuildKit's sourcepolicy.ErrSourceDenied, before any registry wording the source may hold.
     if status.message().contains(SOURCE_DENIED) {
-        return BuildkitError::SourceDenied {
-            message: status.message().to_owned(),
+        let message = status.message().to_owned();
+        return match denied_image(&message) {
+            Some(image) => BuildkitError::ImageDenied { image, message },
+            None => BuildkitError::SourceDenied { message },
         };
     }
     let details = Details::of(status);
@@ -250,6 +252,17 @@ pub(crate) fn solve_error(
         step,
         output,
     }
+}
+
+/// The image a source-policy refusal names (`source "docker-image://reg/a:1" denied by
+/// policy`), as `reg/a:1`.
+fn denied_image(message: &str) -> Option<String> {
+    let (_, rest) = message.split_once("docker-image://")?;
+    let image: String = rest
+        .chars()
+        .take_while(|c| !matches!(c, '"' | ' ' | '\n'))
+        .collect();
+    Some(image)
 }
 
 /// The registry host a Go HTTP error names in its URL (`Head "https://reg:5000/v2/…": …`).

@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+mod access;
 mod address;
 mod client;
 mod connect;
@@ -44,9 +45,12 @@ mod render;
 mod request;
 mod session;
 mod solve;
+mod sourcepolicy;
 mod status;
 mod steps;
+mod token;
 
+pub use access::ReadPolicy;
 pub use address::{Address, AddressError, DEFAULT_DOCKER_SOCKET};
 pub use client::{Client, Worker};
 pub use connect::TlsFiles;

@@ -62,32 +62,15 @@ pub(crate) async fn push(
         .await
         .map_err(|err| fail(err.to_string()))?;
     let (name, tag) = (image.repository(), image.tag().unwrap_or("latest"));
-    let stream = UnixStream::connect(socket)
-        .await
-        .map_err(|err| BuildkitError::Unavailable {
-            address: format!("docker://{}", socket.display()),
-            message: err.to_string(),
-        })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|err| fail(err.to_string()))?;
-    tokio::spawn(conn);
     let req = http::Request::post(format!("/{API_VERSION}/images/{name}/push?tag={tag}"))
-        .header(http::header::HOST, "api.moby.localhost")
-        .header("x-registry-auth", registry_auth)
-        .body(Empty::<Bytes>::new())
-        .map_err(|err| fail(err.to_string()))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|err| fail(err.to_string()))?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|err| fail(err.to_string()))?
-        .to_bytes();
+        .header("x-registry-auth", registry_auth);
+    let (status, body) = engine_call(socket, req).await.map_err(|err| match err {
+        EngineError::Connect(message) => BuildkitError::Unavailable {
+            address: format!("docker://{}", socket.display()),
+            message,
+        },
+        EngineError::Exchange(message) => fail(message),
+    })?;
     if !status.is_success() {
         let message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
@@ -111,4 +94,59 @@ pub(crate) async fn push(
         }
     }
     digest.ok_or_else(|| fail("the engine reported no digest for the pushed manifest".to_owned()))
+}
+
+/// Removes `image`'s tag from the Engine's image store, so that no later build resolves it by
+/// name there: Docker's BuildKit prefers a local image to the registry, which would let any
+/// build read what another built. What the daemon's build cache holds stays.
+pub(crate) async fn untag(socket: &Path, image: &ImageRef) {
+    let (name, tag) = (image.repository(), image.tag().unwrap_or("latest"));
+    let req = http::Request::delete(format!("/{API_VERSION}/images/{name}:{tag}?noprune=1"));
+    match engine_call(socket, req).await {
+        Ok((status, _)) if status.is_success() || status == http::StatusCode::NOT_FOUND => {}
+        Ok((status, body)) => {
+            tracing::warn!(image = image.given(), %status, body = %String::from_utf8_lossy(&body), "could not untag the built image in the engine")
+        }
+        Err(err) => {
+            tracing::warn!(image = image.given(), error = ?err, "could not untag the built image in the engine")
+        }
+    }
+}
+
+/// Why an Engine API call failed: no connection, or a broken exchange.
+#[derive(Debug)]
+enum EngineError {
+    Connect(String),
+    Exchange(String),
+}
+
+/// One Engine API call on a connection of its own; the whole answer.
+async fn engine_call(
+    socket: &Path,
+    req: http::request::Builder,
+) -> Result<(http::StatusCode, Bytes), EngineError> {
+    let exchange = |err: &dyn std::fmt::Display| EngineError::Exchange(err.to_string());
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|err| EngineError::Connect(err.to_string()))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|err| exchange(&err))?;
+    tokio::spawn(conn);
+    let req = req
+        .header(http::header::HOST, "api.moby.localhost")
+        .body(Empty::<Bytes>::new())
+        .map_err(|err| exchange(&err))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|err| exchange(&err))?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|err| exchange(&err))?
+        .to_bytes();
+    Ok((status, body))
 }

@@ -117,10 +117,7 @@ impl ImageRef {
 
     /// Whether this repository is `prefix` or lies below it, by whole path components.
     pub fn is_within(&self, prefix: &RepoPrefix) -> bool {
-        self.registry == prefix.registry && {
-            let mut mine = self.path.split('/');
-            prefix.path.iter().all(|part| mine.next() == Some(part))
-        }
+        prefix.covers(&self.registry, &self.path)
     }
 }
 
@@ -182,6 +179,27 @@ impl FromStr for RepoPrefix {
             registry: probe.registry,
             path,
         })
+    }
+}
+
+impl RepoPrefix {
+    /// Whether repository `path` of `registry` (both normalised, as [`ImageRef`] has them) is
+    /// this prefix or lies below it, by whole path components.
+    pub(crate) fn covers(&self, registry: &str, path: &str) -> bool {
+        self.registry == registry && {
+            let mut theirs = path.split('/');
+            self.path.iter().all(|part| theirs.next() == Some(part))
+        }
+    }
+
+    /// The registry, `host[:port]` in lower case.
+    pub(crate) fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// The path components after the registry, `/`-joined; empty for a whole registry.
+    pub(crate) fn path(&self) -> String {
+        self.path.join("/")
     }
 }
 

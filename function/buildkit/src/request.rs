@@ -7,11 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::access::{Access, ReadPolicy};
 use crate::dockerconfig::DockerConfig;
-use crate::proto::control::{
-    CacheOptions, CacheOptionsEntry, Exporter, SolveRequest, SourcePolicy, SourcePolicyRule,
-    SourcePolicySelector,
-};
+use crate::proto::control::{CacheOptions, CacheOptionsEntry, Exporter, SolveRequest};
 use crate::{ImageRef, SourceTree};
 
 /// The network `RUN` steps get.
@@ -74,6 +72,8 @@ pub struct BuildRequest {
     pub timeout: Option<Duration>,
     /// Which remote sources (`ADD <url>`, git) the daemon may fetch.
     pub remote_sources: RemoteSources,
+    /// Which images the build may pull and push with `registry_auth`'s credentials.
+    pub read_policy: ReadPolicy,
 }
 
 /// Which remote sources (`ADD <url>`, git) the daemon may fetch for a build.
@@ -87,16 +87,6 @@ pub enum RemoteSources {
     /// of the build and older daemons ignore, so callers check [`crate::Client::version`] first.
     Only(Vec<String>),
 }
-
-/// Source policy actions and match types, as BuildKit numbers them.
-const ALLOW: i32 = 0;
-const DENY: i32 = 1;
-const REGEX: i32 = 2;
-/// BuildKit's remote sources, HTTP(S) files and git repositories, as an RE2 pattern.
-const REMOTE_SCHEMES: &str = "(?i)^(?:https?|git)://";
-/// Dot segments and encoded separators, which a server may resolve out of an allowed prefix
-/// (`/allowed/../secret`, `%2e%2e`, `%2f`), as an RE2 pattern.
-pub(crate) const CLIMBING: &str = r"(?i)/(?:\.|%2e){1,2}(?:[/?#\s]|$)|%2f|%5c|\\";
 
 /// A build's registry layer cache.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -129,6 +119,7 @@ impl BuildRequest {
             insecure_registries: Vec::new(),
             timeout: None,
             remote_sources: RemoteSources::Any,
+            read_policy: ReadPolicy::Any,
         }
     }
 }
@@ -138,6 +129,7 @@ pub(crate) fn solve_request(
     build_ref: &str,
     session_id: &str,
     is_docker: bool,
+    access: &Access,
 ) -> SolveRequest {
     let mut attrs = HashMap::new();
     attrs.insert("filename".to_owned(), req.dockerfile.clone());
@@ -209,7 +201,7 @@ pub(crate) fn solve_request(
             .unwrap_or_default(),
         exporters: exporter.into_iter().collect(),
         cache: (!cache.exports.is_empty() || !cache.imports.is_empty()).then_some(cache),
-        source_policy: source_policy(&req.remote_sources),
+        source_policy: crate::sourcepolicy::build(&req.remote_sources, access),
         ..SolveRequest::default()
     }
 }
@@ -278,54 +270,16 @@ fn cache_options(req: &BuildRequest, is_docker: bool) -> CacheOptions {
     options
 }
 
-/// The source policy for `remote`: every remote scheme denied, then each allowed prefix allowed
-/// (the last matching rule decides).
-fn source_policy(remote: &RemoteSources) -> Option<SourcePolicy> {
-    let RemoteSources::Only(prefixes) = remote else {
-        return None;
-    };
-    let rule = |action, identifier: String, match_type| SourcePolicyRule {
-        action,
-        selector: Some(SourcePolicySelector {
-            identifier,
-            match_type,
-        }),
-    };
-    // Unanchored at the end: a wildcard `http://*` is `^http://(.*)$`, which a newline in the
-    // identifier (a build arg's) would slip past.
-    let denied = rule(DENY, REMOTE_SCHEMES.to_owned(), REGEX);
-    let allowed = prefixes
-        .iter()
-        .map(|prefix| rule(ALLOW, format!("^{}", regex_literal(prefix)), REGEX));
-    // After the allowed prefixes (the last match wins): a path that climbs out of them.
-    let climbing = rule(DENY, CLIMBING.to_owned(), REGEX);
-    Some(SourcePolicy {
-        version: 1,
-        rules: std::iter::once(denied)
-            .chain(allowed)
-            .chain(std::iter::once(climbing))
-            .collect(),
-    })
-}
-
-/// `text` as an RE2 pattern that matches it literally: every ASCII punctuation escaped.
-fn regex_literal(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 2);
-    for c in text.chars() {
-        if c.is_ascii_punctuation() {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn r(text: &str) -> ImageRef {
         text.parse().unwrap()
+    }
+
+    fn open() -> Access {
+        Access::new(ReadPolicy::Any, Arc::default(), false, &[])
     }
 
     fn request(output: Output, cache: Cache, insecure: &[&str]) -> BuildRequest {
@@ -352,7 +306,7 @@ mod tests {
             export: Some(r("edge:5000/c/app:1")),
         };
         let req = request(Output::Push(r("edge:5000/app:1")), cache, &["edge:5000"]);
-        let solve = solve_request(&req, "ref", "session", false);
+        let solve = solve_request(&req, "ref", "session", false, &open());
         let cache = solve.cache.unwrap();
         let insecure = ("registry.insecure", "true");
         assert_eq!(
@@ -385,7 +339,9 @@ mod tests {
             export: Some(r("r.example/c/app:1")),
         };
         let req = request(Output::Push(r("r.example/app:1")), cache, &[]);
-        let cache = solve_request(&req, "ref", "session", true).cache.unwrap();
+        let cache = solve_request(&req, "ref", "session", true, &open())
+            .cache
+            .unwrap();
         assert_eq!(cache.exports, [entry("inline", &[])]);
         assert_eq!(
             cache.imports,
@@ -395,37 +351,8 @@ mod tests {
             ]
         );
         let none = request(Output::Discard, Cache::default(), &[]);
-        let solve = solve_request(&none, "ref", "session", true);
+        let solve = solve_request(&none, "ref", "session", true, &open());
         assert_eq!(solve.cache, None);
         assert!(!solve.frontend_attrs.contains_key("cache-imports"));
-    }
-
-    #[test]
-    fn remote_sources_become_a_policy_that_denies_every_scheme_but_the_allowed_prefixes() {
-        let mut req = request(Output::Discard, Cache::default(), &[]);
-        assert_eq!(solve_request(&req, "r", "s", false).source_policy, None);
-        req.remote_sources = RemoteSources::Only(vec!["https://files.example/a+b/".into()]);
-        let policy = solve_request(&req, "r", "s", false).source_policy.unwrap();
-        let rules: Vec<(i32, String, i32)> = policy
-            .rules
-            .iter()
-            .map(|r| {
-                let s = r.selector.as_ref().unwrap();
-                (r.action, s.identifier.clone(), s.match_type)
-            })
-            .collect();
-        assert_eq!(policy.version, 1);
-        assert_eq!(
-            rules,
-            [
-                (DENY, REMOTE_SCHEMES.to_owned(), REGEX),
-                (
-                    ALLOW,
-                    r"^https\:\/\/files\.example\/a\+b\/".to_owned(),
-                    REGEX
-                ),
-                (DENY, CLIMBING.to_owned(), REGEX),
-            ]
-        );
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::access::{Access, ReadPolicy};
 use crate::failure::solve_error;
 use crate::progress::Event;
 use crate::request::{solve_request, BuildRequest, Output};
@@ -81,18 +82,26 @@ impl Client {
         log: Arc<Mutex<StepLog>>,
     ) -> Result<Built, BuildkitError> {
         let is_docker = matches!(self.address, Address::Docker(_));
+        // Only a daemon that answers Info (BuildKit v0.11+) applies a source policy.
+        let enforces = req.read_policy != ReadPolicy::Any && self.version().await?.is_some();
+        let access = Arc::new(Access::new(
+            req.read_policy.clone(),
+            Arc::clone(&req.registry_auth),
+            enforces,
+            &req.insecure_registries,
+        ));
         let mut sources: HashMap<String, Arc<dyn SourceTree>> = HashMap::new();
         sources.insert("context".to_owned(), Arc::clone(&req.context));
         sources.insert("dockerfile".to_owned(), Arc::clone(&req.context));
         let services = Services {
             sources,
-            auth: Arc::clone(&req.registry_auth),
+            auth: Arc::clone(&access),
             secrets: req.secrets.clone(),
         };
         let session = session::start(self.control.clone(), &req.shared_key, services);
 
         let build_ref = crate::id::new();
-        let solve_request = solve_request(&req, &build_ref, session.id(), is_docker);
+        let solve_request = solve_request(&req, &build_ref, session.id(), is_docker, &access);
         let push_events = events.clone();
         let mut status = AbortOnDrop(tokio::spawn(follow_status(
             self.clone(),
@@ -111,7 +120,7 @@ impl Client {
             Err(status) => {
                 drop(session);
                 let failed = lock(&log).take_failed();
-                return Err(solve_error(&self.address, &status, failed));
+                return Err(access.explain(solve_error(&self.address, &status, failed)));
             }
         };
         let exporter_response: HashMap<String, String> =
@@ -124,7 +133,15 @@ impl Client {
                 let step = PushStep::start(push_events, image).await;
                 let pushed = crate::push::push(socket, image, Arc::clone(&req.registry_auth)).await;
                 step.end(pushed.as_ref().err()).await;
+                if access.restricted() {
+                    crate::push::untag(socket, image).await;
+                }
                 Some(pushed?)
+            }
+            (Output::Tag(image), Address::Docker(socket)) if access.restricted() => {
+                // Under a read policy a build's image is no one else's to resolve by name.
+                crate::push::untag(socket, image).await;
+                None
             }
             (Output::Push(_), _) => exporter_response.get("containerimage.digest").cloned(),
             _ => None,

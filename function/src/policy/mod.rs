@@ -33,6 +33,14 @@ pub struct Policy {
     pub tenant: TenantRule,
     /// Which remote sources (`ADD <url>`, git) the daemon may fetch (`allowed_remote_sources`).
     pub remote_sources: RemoteSources,
+    /// Repositories every tenant's build may pull with the builder's registry credentials, by
+    /// whole path components (`base_image_prefixes`), besides its own repositories and the
+    /// allowed frontends; `None`: reads are not restricted (a single-tenant builder).
+    pub base_images: Option<Vec<RepoPrefix>>,
+    /// With `tenant_from=header:<name>`: the namespace each tenant owns, `{tenant}` standing
+    /// for the header's value (`tenant_namespace`, e.g. `registry.example.com/{tenant}`). Its
+    /// images and cache refs must lie in it, and its builds read it as their own.
+    pub tenant_namespace: Option<String>,
 }
 
 /// Whose build a request is (`tenant_from`): the tenant scopes `RUN --mount=type=cache` and the
@@ -102,6 +110,8 @@ impl Default for Policy {
             image_prefixes: Vec::new(),
             tenant: TenantRule::Repository,
             remote_sources: RemoteSources::Any,
+            base_images: None,
+            tenant_namespace: None,
         }
     }
 }
@@ -165,6 +175,18 @@ pub(crate) enum PolicyError {
         /// The source as written.
         named: String,
     },
+    /// The image or a cache ref lies outside the header-named tenant's namespace.
+    #[error("{what} {reference:?} is outside tenant {tenant:?}'s namespace {namespace} (tenant_namespace)")]
+    TenantNamespace {
+        /// `image` or `cache ref`.
+        what: &'static str,
+        /// The reference.
+        reference: String,
+        /// The tenant.
+        tenant: String,
+        /// Its namespace.
+        namespace: String,
+    },
     /// `tenant_from=header:<name>` and the request's header is missing or unusable (400).
     #[error("tenant_from=header:{header}: {why}")]
     TenantHeader {
@@ -185,6 +207,8 @@ pub(crate) struct Decision {
     /// Remote sources only the daemon's source policy can check (variables): a daemon without
     /// one must not run the build.
     pub(crate) unproven: Vec<RemoteSource>,
+    /// The tenant's own repositories: what its builds read and write as their own.
+    pub(crate) own: Vec<RepoPrefix>,
 }
 
 impl Policy {
@@ -252,6 +276,7 @@ impl Policy {
         let unproven = remote::check(&self.remote_sources, dockerfile)?;
         self.check_cache_scope(config)?;
         let tenant = self.tenant(config, tenant_header)?;
+        let own = self.own(config, &tenant)?;
         let ns = Sha256::digest(tenant.as_bytes());
         attrs.insert(
             "build-arg:BUILDKIT_CACHE_MOUNT_NS".to_owned(),
@@ -261,6 +286,7 @@ impl Policy {
             attrs,
             tenant,
             unproven,
+            own,
         })
     }
 }
@@ -302,6 +328,39 @@ impl Policy {
         })
     }
 
+    /// The tenant's own repositories, as `tenant_from` defines the tenant: the image's
+    /// repository, its namespace, or (header tenants) the configured namespace, in which the
+    /// image and cache refs must then lie; else the image's repository.
+    fn own(&self, config: &BuildConfig, tenant: &str) -> Result<Vec<RepoPrefix>, PolicyError> {
+        let Some(image) = &config.image else {
+            return Ok(Vec::new());
+        };
+        let namespace = match (&self.tenant, &self.tenant_namespace) {
+            (TenantRule::Repository, _) | (TenantRule::Header(_), None) => {
+                return Ok(vec![image.as_prefix()])
+            }
+            (TenantRule::Namespace, _) => return Ok(vec![image.namespace()]),
+            (TenantRule::Header(header), Some(template)) => {
+                namespace_of(template, tenant).ok_or_else(|| PolicyError::TenantHeader {
+                    header: header.clone(),
+                    why: "its value makes no repository namespace of tenant_namespace (lower-case letters, digits and . _ - only)",
+                })?
+            }
+        };
+        let outside = std::iter::once(("image", image))
+            .chain(config.cache_refs().map(|r| ("cache ref", r)))
+            .find(|(_, r)| !r.is_within(&namespace));
+        if let Some((what, reference)) = outside {
+            return Err(PolicyError::TenantNamespace {
+                what,
+                reference: reference.given().to_owned(),
+                tenant: tenant.to_owned(),
+                namespace: namespace.to_string(),
+            });
+        }
+        Ok(vec![namespace])
+    }
+
     fn tenant(
         &self,
         config: &BuildConfig,
@@ -334,6 +393,22 @@ impl Policy {
             }
         }
     }
+}
+
+/// `template` with `{tenant}` replaced by `tenant`, when that is a valid repository namespace:
+/// a tenant that is no path component (upper case, `/`, `..`) makes none.
+pub(crate) fn namespace_of(template: &str, tenant: &str) -> Option<RepoPrefix> {
+    let component = tenant
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        && tenant
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if !component {
+        return None;
+    }
+    template.replace("{tenant}", tenant).parse().ok()
 }
 
 /// A setting's list, normalised, for messages.

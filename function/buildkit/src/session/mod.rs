@@ -21,7 +21,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tower::ServiceExt;
 
-use crate::dockerconfig::DockerConfig;
+use crate::access::Access;
 use crate::proto::control::control_client::ControlClient;
 use crate::proto::control::BytesMessage;
 use crate::proto::filesync::auth_server::AuthServer;
@@ -56,8 +56,8 @@ const MAX_SESSION_MESSAGE: usize = 16 * 1024 * 1024;
 pub(crate) struct Services {
     /// Local dirs by name (`context`, `dockerfile`).
     pub(crate) sources: HashMap<String, Arc<dyn SourceTree>>,
-    /// Registry credentials.
-    pub(crate) auth: Arc<DockerConfig>,
+    /// Registry credentials, held to the build's read policy.
+    pub(crate) auth: Arc<Access>,
     /// Build secrets by id.
     pub(crate) secrets: HashMap<String, Bytes>,
 }
