@@ -1,8 +1,10 @@
-//! The test bed is real: the registry serves the base image's manifest, and dockerd upgrades
-//! `POST /grpc` to HTTP/2 (the way in to its embedded BuildKit).
+//! The test bed is real: the registry serves the base image's manifest, dockerd upgrades
+//! `POST /grpc` to HTTP/2 (the way in to its embedded BuildKit), and a token registry refuses
+//! what its issuer does not grant.
 
 use function_builder_tests::bed::Bed;
 use function_builder_tests::client::{empty, read_body, send_tcp, send_unix};
+use function_builder_tests::token_registry::{DockerCli, TokenRegistry, TokenRequest};
 use tokio::io::AsyncReadExt;
 
 #[tokio::test]
@@ -60,5 +62,58 @@ async fn dockerd_upgrades_post_grpc_to_http2() {
     assert_eq!(
         frame_header[3], 0x4,
         "first frame after the upgrade is SETTINGS: {frame_header:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_token_registry_lets_anonymous_pull_only_public_repositories() {
+    let bed = Bed::get();
+    let registry = TokenRegistry::start().await;
+    registry.push(&bed, &bed.base_image, "tenant-b/private:1");
+    registry.push(&bed, &bed.base_image, "public/base:1");
+    let public = format!("{}/public/base:1", registry.addr());
+    let private = format!("{}/tenant-b/private:1", registry.addr());
+    let pushed = registry.requests().len();
+
+    let anonymous = DockerCli::new(&bed, "{}");
+    let (ok, _, stderr) = anonymous.run(&["pull", "-q", &public]);
+    assert!(ok, "anonymous pull of {public}: {stderr}");
+    let (ok, _, stderr) = anonymous.run(&["pull", "-q", &private]);
+    assert!(!ok, "anonymous pull of {private} worked");
+    assert!(stderr.contains("denied"), "{stderr}");
+    let logged_in = DockerCli::new(&bed, &registry.docker_config_json());
+    let (ok, _, stderr) = logged_in.run(&["pull", "-q", &private]);
+    assert!(ok, "pull of {private} with the account: {stderr}");
+    let (ok, _, stderr) = anonymous.run(&["rmi", "-f", &public, &private]);
+    assert!(ok, "{stderr}");
+
+    let requests = registry.requests().split_off(pushed);
+    let for_private: Vec<&TokenRequest> = requests
+        .iter()
+        .filter(|r| r.scopes.iter().any(|s| s.contains("tenant-b/private")))
+        .collect();
+    let refused = for_private
+        .iter()
+        .find(|r| r.account.is_none())
+        .unwrap_or_else(|| panic!("no anonymous request for tenant-b: {requests:#?}"));
+    assert!(
+        refused.granted.iter().all(|g| !g.contains("tenant-b")),
+        "{refused:?}"
+    );
+    let granted = for_private
+        .iter()
+        .find(|r| r.account.as_deref() == Some(registry.user()))
+        .unwrap_or_else(|| panic!("no authenticated request for tenant-b: {requests:#?}"));
+    assert!(
+        granted
+            .granted
+            .contains(&"repository:tenant-b/private:pull".to_owned()),
+        "{granted:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.account.is_none() && r.granted == ["repository:public/base:pull"]),
+        "{requests:#?}"
     );
 }
