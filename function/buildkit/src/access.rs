@@ -247,14 +247,21 @@ impl Access {
 
     /// `err`, said again in the policy's terms when it is a registry refusing what the builder
     /// withheld: the image outside the policy, or the registry whose credentials were kept.
+    /// A refusal that names no image (Docker's `pull access denied`) is the withheld images'.
     pub(crate) fn explain(&self, err: BuildkitError) -> BuildkitError {
-        let message = match &err {
-            BuildkitError::Registry { message, .. } | BuildkitError::Build { message, .. } => {
-                message.clone()
+        let (message, refused) = match &err {
+            BuildkitError::Registry { message, fault, .. } => {
+                (message.clone(), *fault == crate::RegistryFault::Refused)
             }
+            BuildkitError::Build { message, .. } => (message.clone(), false),
             _ => return err,
         };
+        // A push names its own image, which is never withheld.
+        if message.starts_with("push ") || message.contains("failed to push") {
+            return err;
+        }
         let withheld = self.withheld.lock().unwrap_or_else(PoisonError::into_inner);
+        let lower = message.to_ascii_lowercase();
         for what in withheld.iter() {
             match what {
                 Withheld::Repository(image) if names(&message, image) => {
@@ -263,7 +270,7 @@ impl Access {
                         message,
                     }
                 }
-                Withheld::Registry(registry) if message.to_ascii_lowercase().contains(registry) => {
+                Withheld::Registry(registry) if refused || lower.contains(registry.as_str()) => {
                     return BuildkitError::CredentialsWithheld {
                         registry: registry.clone(),
                         message,
@@ -271,6 +278,19 @@ impl Access {
                 }
                 _ => {}
             }
+        }
+        let images: Vec<&str> = withheld
+            .iter()
+            .filter_map(|what| match what {
+                Withheld::Repository(image) => Some(image.as_str()),
+                Withheld::Registry(_) => None,
+            })
+            .collect();
+        if refused && !images.is_empty() {
+            return BuildkitError::ImageDenied {
+                image: images.join(", "),
+                message,
+            };
         }
         err
     }
