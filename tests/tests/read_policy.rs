@@ -100,7 +100,7 @@ async fn a_tenant_reads_its_own_shared_and_public_images_and_never_another_tenan
             let base = &bed.base_image;
             let refused = [
                 ("FROM", format!("FROM {b}\nRUN cat /secret.txt\n")),
-                ("FROM $ARG", format!("ARG B\nFROM $B\nRUN cat /secret.txt\n")),
+                ("FROM $ARG", format!("ARG B={b}\nFROM $B\nRUN cat /secret.txt\n")),
                 (
                     "a stage alias",
                     format!("FROM {b} AS other\nFROM {base}\nCOPY --from=other /secret.txt /s\nRUN cat /s\n"),
@@ -115,9 +115,8 @@ async fn a_tenant_reads_its_own_shared_and_public_images_and_never_another_tenan
                 ),
             ];
             for (i, (place, df)) in refused.iter().enumerate() {
-                let df = df.replace("ARG B\n", &format!("ARG B={b}\n"));
                 let image = format!("{registry}/tenant-a/fn:refused-{i}");
-                let answer = build(&server, &image, &df).await;
+                let answer = build(&server, &image, df).await;
                 let text = answer.json.to_string();
                 let error = answer.json["error"].as_str().unwrap_or_default();
                 let case = format!("{daemon} {registry} tenant B's image in {place}");
