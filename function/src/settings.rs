@@ -267,6 +267,55 @@ mod tests {
             .map_err(|e| e.to_string())
     }
 
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, String> {
+        let vars: std::collections::HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(|name| vars.get(name).cloned()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn reads_are_restricted_where_tenants_are_configured() {
+        let base = |vars: &[(&str, &str)]| settings(vars).map(|s| s.policy.base_images);
+        assert_eq!(base(&[]), Ok(None));
+        assert_eq!(base(&[("build_network", "none")]), Ok(None));
+        assert_eq!(base(&[("tenant_from", "namespace")]), Ok(Some(Vec::new())));
+        assert_eq!(
+            base(&[("allowed_image_prefixes", "r.example/acme")]),
+            Ok(Some(Vec::new()))
+        );
+        assert_eq!(
+            base(&[("tenant_from", "namespace"), ("base_image_prefixes", "*")]),
+            Ok(None)
+        );
+        assert_eq!(
+            base(&[("base_image_prefixes", "r.example/base, docker.io/library")]),
+            Ok(Some(vec![
+                "r.example/base".parse().unwrap(),
+                "docker.io/library".parse().unwrap()
+            ]))
+        );
+        assert_eq!(
+            base(&[("base_image_prefixes", "r.example/Base")]),
+            Err("base_image_prefixes: invalid reference \"r.example/Base\"".to_owned())
+        );
+        let namespace = |v: &str| {
+            settings(&[("tenant_from", "header:X-Tenant"), ("tenant_namespace", v)])
+                .map(|s| s.policy.tenant_namespace)
+        };
+        assert_eq!(
+            namespace("r.example/c/{tenant}"),
+            Ok(Some("r.example/c/{tenant}".to_owned()))
+        );
+        for bad in ["r.example/c", "r.example/C/{tenant}"] {
+            assert_eq!(
+                namespace(bad),
+                Err(format!("tenant_namespace: {bad:?} is not a repository prefix holding {{tenant}}, such as registry.example.com/{{tenant}}"))
+            );
+        }
+    }
+
     #[test]
     fn remote_sources_default_to_none_where_builds_may_be_strangers() {
         let none = Ok(RemoteSources::Only(Vec::new()));

@@ -46,23 +46,18 @@ async fn build(server: &Server, image: &str, dockerfile: &str) -> Answered {
 /// Pushes `FROM <base>` with `/secret.txt` holding `secret` as `image`, built by its tenant on
 /// the bed's Docker Engine (where the builder untags what it pushed, so no later build resolves
 /// it from the Engine's own store).
-async fn seed(bed: &Bed, config: &Path, registries: &[&str], image: &str, secret: &str) {
-    let platform = Server::start(bed, |s| multi_tenant(s, config, registries)).await;
+async fn seed(bed: &Bed, config: &Path, shared: &[&str], image: &str, secret: &str) {
+    let platform = Server::start(bed, |s| multi_tenant(s, config, shared)).await;
     let df = format!("FROM {}\nRUN echo {secret} > /secret.txt\n", bed.base_image);
     let answer = build(&platform, image, &df).await;
     assert_eq!(answer.status, 200, "seeding {image}: {answer:#?}");
 }
 
-/// A builder of tenants by namespace, with `<registry>/base` shared on both registries.
-fn multi_tenant(s: &mut Settings, config: &Path, registries: &[&str]) {
+/// A builder of tenants by namespace, with `shared` as its base image prefixes.
+fn multi_tenant(s: &mut Settings, config: &Path, shared: &[&str]) {
     s.docker_config = config.to_owned();
     s.policy.tenant = TenantRule::Namespace;
-    s.policy.base_images = Some(
-        registries
-            .iter()
-            .map(|r| format!("{r}/base").parse().unwrap())
-            .collect(),
-    );
+    s.policy.base_images = Some(shared.iter().map(|p| p.parse().unwrap()).collect());
 }
 
 #[tokio::test]
@@ -73,7 +68,8 @@ async fn a_tenant_reads_its_own_shared_and_public_images_and_never_another_tenan
     let config = dir.path().join("config.json");
     std::fs::write(&config, docker_config(&bed, &token)).unwrap();
     let registries = [bed.auth_registry.clone(), token.addr().to_owned()];
-    let names: Vec<&str> = registries.iter().map(String::as_str).collect();
+    let shared: Vec<String> = registries.iter().map(|r| format!("{r}/base")).collect();
+    let names: Vec<&str> = shared.iter().map(String::as_str).collect();
     for registry in &registries {
         for (image, secret) in [
             ("tenant-b/private:1", B_SECRET),
@@ -92,6 +88,8 @@ async fn a_tenant_reads_its_own_shared_and_public_images_and_never_another_tenan
             .await;
         }
     }
+    token.push(&bed, &bed.base_image, "public/busybox:1");
+    let seeded = token.requests().len();
     let mut failures = Vec::new();
     for (daemon, server) in servers(&bed, |s| multi_tenant(s, &config, &names)).await {
         for registry in &registries {
@@ -180,7 +178,11 @@ async fn a_tenant_reads_its_own_shared_and_public_images_and_never_another_tenan
                 }
             }
         }
-        let public = [bed.base_image.clone()];
+        // A registry without credentials, and a public repository of the token registry.
+        let public = [
+            bed.base_image.clone(),
+            format!("{}/public/busybox:1", token.addr()),
+        ];
         for from in public {
             let image = format!("{}/tenant-a/fn:public", token.addr());
             let answer = build(&server, &image, &format!("FROM {from}\nRUN echo public\n")).await;
@@ -191,7 +193,13 @@ async fn a_tenant_reads_its_own_shared_and_public_images_and_never_another_tenan
             }
         }
     }
-    let requests = token.requests();
+    let requests = token.requests().split_off(seeded);
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.account.is_some() && r.granted.iter().any(|g| g.contains("tenant-b/"))),
+        "no token with the builder's credentials for tenant B's image: {requests:#?}"
+    );
     assert!(
         requests.iter().any(|r| r.account.is_some()
             && r.granted
@@ -200,6 +208,29 @@ async fn a_tenant_reads_its_own_shared_and_public_images_and_never_another_tenan
         "the builder fetched a token for tenant A's own base image: {requests:#?}"
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn a_basic_auth_registry_listed_whole_is_single_tenant_on_every_daemon() {
+    let bed = Bed::get();
+    let token = TokenRegistry::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, docker_config(&bed, &token)).unwrap();
+    let registry = bed.auth_registry.as_str();
+    let whole = format!("{registry}/");
+    let base = format!("{registry}/single/base:1");
+    seed(&bed, &config, &[&whole], &base, "single-tenant-base-77c2").await;
+    for (daemon, server) in servers(&bed, |s| multi_tenant(s, &config, &[&whole])).await {
+        let image = format!("{registry}/single/fn:1");
+        let answer = build(
+            &server,
+            &image,
+            &format!("FROM {base}\nRUN cat /secret.txt\n"),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{daemon}: {answer:#?}");
+    }
 }
 
 /// Docker 20.10's BuildKit against the Basic-auth registry: no source policy, and credentials

@@ -120,6 +120,9 @@ pub(crate) struct Access {
     /// Registries the config holds credentials for (`docker.io` for Docker Hub); under a
     /// restricted policy no other registry gets any.
     credentialed: BTreeSet<String>,
+    /// Registries in `credentialed` that ask for bearer tokens, which the builder fetches (so
+    /// the source policy need not guard them): learnt only where the daemon enforces one.
+    token_auth: BTreeSet<String>,
     /// Registries reached over plain HTTP (`insecure_registries`).
     insecure: Vec<String>,
     withheld: Mutex<Vec<Withheld>>,
@@ -137,9 +140,27 @@ impl Access {
             policy,
             config,
             daemon_enforces,
+            token_auth: BTreeSet::new(),
             insecure: insecure.iter().map(|h| h.to_ascii_lowercase()).collect(),
             withheld: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Asks each registry the source policy would guard whether it asks for bearer tokens:
+    /// those the builder's `FetchToken` holds to the policy scope by scope, so their public
+    /// images stay readable (anonymously) and the source policy guards only the others.
+    pub(crate) async fn learn_token_registries(&mut self) {
+        if !self.daemon_enforces {
+            return;
+        }
+        let mut learnt = BTreeSet::new();
+        for registry in self.guarded() {
+            let plain = is_loopback(registry) || self.insecure.contains(registry);
+            if crate::token::uses_tokens(registry, plain).await {
+                learnt.insert(registry.clone());
+            }
+        }
+        self.token_auth = learnt;
     }
 
     pub(crate) fn policy(&self) -> &ReadPolicy {
@@ -151,11 +172,12 @@ impl Access {
         self.policy != ReadPolicy::Any
     }
 
-    /// Registries the source policy must guard: those with credentials the policy splits.
+    /// Registries the source policy must guard: those with credentials the policy splits and
+    /// that do not ask for tokens.
     pub(crate) fn guarded(&self) -> impl Iterator<Item = &String> {
-        self.credentialed
-            .iter()
-            .filter(|r| self.restricted() && !self.policy.shares_whole(r))
+        self.credentialed.iter().filter(|r| {
+            self.restricted() && !self.policy.shares_whole(r) && !self.token_auth.contains(*r)
+        })
     }
 
     /// The answer to `Auth.Credentials(host)`.
@@ -168,7 +190,13 @@ impl Access {
             return Ok(Credentials::default());
         }
         if self.daemon_enforces {
-            return self.config.credentials(host).await;
+            // A registry the source policy guards; a token registry gets its tokens from the
+            // builder, never the credentials themselves.
+            return if self.token_auth.contains(&registry) {
+                Ok(Credentials::default())
+            } else {
+                self.config.credentials(host).await
+            };
         }
         self.withhold(Withheld::Registry(registry));
         Ok(Credentials::default())

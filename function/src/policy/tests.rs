@@ -280,3 +280,62 @@ fn tenant_rules_name_the_repository_its_namespace_or_the_platforms_header() {
     assert!(TenantRule::parse("header:").is_err());
     assert!(TenantRule::parse("image").is_err());
 }
+
+#[test]
+fn a_tenants_own_repositories_follow_tenant_from() {
+    let own = |rule: &str, namespace: Option<&str>, image: &str, header: Option<&[u8]>| {
+        let policy = Policy {
+            tenant: TenantRule::parse(rule).unwrap(),
+            tenant_namespace: namespace.map(str::to_owned),
+            ..Policy::default()
+        };
+        policy
+            .check(&config(Some(image), &[]), b"FROM x", header)
+            .map(|d| d.own.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .map_err(|e| e.to_string())
+    };
+    let ok = |p: &str| Ok(vec![p.to_owned()]);
+    assert_eq!(
+        own("repository", None, "reg.example/acme/fn:1", None),
+        ok("reg.example/acme/fn")
+    );
+    assert_eq!(
+        own("namespace", None, "reg.example/acme/fn:1", None),
+        ok("reg.example/acme")
+    );
+    // A header tenant without a namespace of its own owns its image's repository…
+    assert_eq!(
+        own(
+            "header:X-Tenant",
+            None,
+            "reg.example/acme/fn:1",
+            Some(b"acme")
+        ),
+        ok("reg.example/acme/fn")
+    );
+    // …and with one, that namespace, where its image must be.
+    let ns = Some("reg.example/customers/{tenant}");
+    assert_eq!(
+        own(
+            "header:X-Tenant",
+            ns,
+            "reg.example/customers/acme/fn:1",
+            Some(b"acme")
+        ),
+        ok("reg.example/customers/acme")
+    );
+    assert_eq!(
+        own("header:X-Tenant", ns, "reg.example/customers/other/fn:1", Some(b"acme")),
+        Err("image \"reg.example/customers/other/fn:1\" is outside tenant \"acme\"'s namespace reg.example/customers/acme (tenant_namespace)".to_owned())
+    );
+    for bad in [&b"Acme"[..], b"a/b", b"..", b"-x"] {
+        assert_eq!(
+            own("header:X-Tenant", ns, "reg.example/customers/acme/fn:1", Some(bad)),
+            Err("tenant_from=header:X-Tenant: its value makes no repository namespace of tenant_namespace (lower-case letters, digits and . _ - only)".to_owned()),
+            "{bad:?}"
+        );
+    }
+    let policy = Policy::default();
+    let none = policy.check(&config(None, &[]), b"FROM x", None).unwrap();
+    assert!(none.own.is_empty());
+}
