@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::access::{Access, ReadPolicy};
+use crate::sourcepolicy::RemoteSources;
 use crate::dockerconfig::DockerConfig;
 use crate::proto::control::{CacheOptions, CacheOptionsEntry, Exporter, SolveRequest};
 use crate::{ImageRef, SourceTree};
@@ -74,18 +75,6 @@ pub struct BuildRequest {
     pub remote_sources: RemoteSources,
     /// Which images the build may pull and push with `registry_auth`'s credentials.
     pub read_policy: ReadPolicy,
-}
-
-/// Which remote sources (`ADD <url>`, git) the daemon may fetch for a build.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum RemoteSources {
-    /// Whatever the Dockerfile names: no source policy is sent.
-    #[default]
-    Any,
-    /// Only the sources whose identifier starts with one of these (`https://host/path/`,
-    /// `git://host/…`): sent as a source policy, which BuildKit v0.11+ applies to every source
-    /// of the build and older daemons ignore, so callers check [`crate::Client::version`] first.
-    Only(Vec<String>),
 }
 
 /// A build's registry layer cache.

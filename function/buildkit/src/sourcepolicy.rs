@@ -5,7 +5,18 @@
 
 use crate::access::Access;
 use crate::proto::control::{SourcePolicy, SourcePolicyRule, SourcePolicySelector};
-use crate::request::RemoteSources;
+
+/// Which remote sources (`ADD <url>`, git) the daemon may fetch for a build.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum RemoteSources {
+    /// Whatever the Dockerfile names: no source policy is sent.
+    #[default]
+    Any,
+    /// Only the sources whose identifier starts with one of these (`https://host/path/`,
+    /// `git://host/…`): sent as a source policy, which BuildKit v0.11+ applies to every source
+    /// of the build and older daemons ignore, so callers check [`crate::Client::version`] first.
+    Only(Vec<String>),
+}
 
 /// Source policy actions and match types, as BuildKit numbers them.
 const ALLOW: i32 = 0;
