@@ -120,9 +120,6 @@ pub(crate) struct Access {
     /// Registries the config holds credentials for (`docker.io` for Docker Hub); under a
     /// restricted policy no other registry gets any.
     credentialed: BTreeSet<String>,
-    /// Registries in `credentialed` that ask for bearer tokens, which the builder fetches (so
-    /// the source policy need not guard them): learnt only where the daemon enforces one.
-    token_auth: BTreeSet<String>,
     /// Registries reached over plain HTTP (`insecure_registries`).
     insecure: Vec<String>,
     withheld: Mutex<Vec<Withheld>>,
@@ -140,27 +137,9 @@ impl Access {
             policy,
             config,
             daemon_enforces,
-            token_auth: BTreeSet::new(),
             insecure: insecure.iter().map(|h| h.to_ascii_lowercase()).collect(),
             withheld: Mutex::new(Vec::new()),
         }
-    }
-
-    /// Asks each registry the source policy would guard whether it asks for bearer tokens:
-    /// those the builder's `FetchToken` holds to the policy scope by scope, so their public
-    /// images stay readable (anonymously) and the source policy guards only the others.
-    pub(crate) async fn learn_token_registries(&mut self) {
-        if !self.daemon_enforces {
-            return;
-        }
-        let mut learnt = BTreeSet::new();
-        for registry in self.guarded() {
-            let plain = is_loopback(registry) || self.insecure.contains(registry);
-            if crate::token::uses_tokens(registry, plain).await {
-                learnt.insert(registry.clone());
-            }
-        }
-        self.token_auth = learnt;
     }
 
     pub(crate) fn policy(&self) -> &ReadPolicy {
@@ -172,12 +151,14 @@ impl Access {
         self.policy != ReadPolicy::Any
     }
 
-    /// Registries the source policy must guard: those with credentials the policy splits and
-    /// that do not ask for tokens.
+    /// Registries the source policy must guard: those with credentials the policy splits. A
+    /// token registry too, though the builder holds its tokens to the policy scope by scope: an
+    /// image pinned by a digest whose content the daemon already holds (another tenant's build
+    /// pulled it) is served without asking the registry.
     pub(crate) fn guarded(&self) -> impl Iterator<Item = &String> {
-        self.credentialed.iter().filter(|r| {
-            self.restricted() && !self.policy.shares_whole(r) && !self.token_auth.contains(*r)
-        })
+        self.credentialed
+            .iter()
+            .filter(|r| self.restricted() && !self.policy.shares_whole(r))
     }
 
     /// The answer to `Auth.Credentials(host)`.
@@ -190,13 +171,8 @@ impl Access {
             return Ok(Credentials::default());
         }
         if self.daemon_enforces {
-            // A registry the source policy guards; a token registry gets its tokens from the
-            // builder, never the credentials themselves.
-            return if self.token_auth.contains(&registry) {
-                Ok(Credentials::default())
-            } else {
-                self.config.credentials(host).await
-            };
+            // The source policy guards the registry.
+            return self.config.credentials(host).await;
         }
         self.withhold(Withheld::Registry(registry));
         Ok(Credentials::default())

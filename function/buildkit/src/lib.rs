@@ -63,6 +63,6 @@ pub use progress::Event;
 pub use reference::{ImageRef, ReferenceError, RepoPrefix};
 pub use render::{log_line, render};
 pub use request::{BuildRequest, Cache, NetworkMode, Output};
-pub use sourcepolicy::RemoteSources;
 pub use solve::{BuildOutcome, Built};
+pub use sourcepolicy::RemoteSources;
 pub use steps::Steps;

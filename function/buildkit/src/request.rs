@@ -8,9 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::access::{Access, ReadPolicy};
-use crate::sourcepolicy::RemoteSources;
 use crate::dockerconfig::DockerConfig;
 use crate::proto::control::{CacheOptions, CacheOptionsEntry, Exporter, SolveRequest};
+use crate::sourcepolicy::RemoteSources;
 use crate::{ImageRef, SourceTree};
 
 /// The network `RUN` steps get.

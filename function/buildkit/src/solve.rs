@@ -84,14 +84,12 @@ impl Client {
         let is_docker = matches!(self.address, Address::Docker(_));
         // Only a daemon that answers Info (BuildKit v0.11+) applies a source policy.
         let enforces = req.read_policy != ReadPolicy::Any && self.version().await?.is_some();
-        let mut access = Access::new(
+        let access = Arc::new(Access::new(
             req.read_policy.clone(),
             Arc::clone(&req.registry_auth),
             enforces,
             &req.insecure_registries,
-        );
-        access.learn_token_registries().await;
-        let access = Arc::new(access);
+        ));
         let mut sources: HashMap<String, Arc<dyn SourceTree>> = HashMap::new();
         sources.insert("context".to_owned(), Arc::clone(&req.context));
         sources.insert("dockerfile".to_owned(), Arc::clone(&req.context));

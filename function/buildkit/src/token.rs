@@ -140,53 +140,6 @@ fn parse(body: &[u8]) -> Result<Token, String> {
     })
 }
 
-/// How long what a registry's `/v2/` said is remembered.
-const CHALLENGE_TTL: Duration = Duration::from_secs(3600);
-
-/// Whether `registry` (normalised, `docker.io` for Docker Hub) asks for bearer tokens: its
-/// `/v2/` answers 401 with a `Bearer` challenge. Over plain HTTP where `plain_http`. A registry
-/// that cannot be asked is taken not to. Remembered for an hour.
-pub(crate) async fn uses_tokens(registry: &str, plain_http: bool) -> bool {
-    type Seen = std::collections::HashMap<String, (std::time::Instant, bool)>;
-    static SEEN: OnceLock<std::sync::Mutex<Seen>> = OnceLock::new();
-    let seen = SEEN.get_or_init(Default::default);
-    let lock = || {
-        seen.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    };
-    if let Some((at, bearer)) = lock().get(registry) {
-        if at.elapsed() < CHALLENGE_TTL {
-            return *bearer;
-        }
-    }
-    let host = if registry == "docker.io" {
-        "registry-1.docker.io"
-    } else {
-        registry
-    };
-    let scheme = if plain_http { "http" } else { "https" };
-    let Ok(client) = client() else {
-        return false;
-    };
-    let answer = client.get(format!("{scheme}://{host}/v2/")).send().await;
-    let Ok(answer) = answer else {
-        // Not remembered: the next build asks again.
-        return false;
-    };
-    let bearer = answer.status() == reqwest::StatusCode::UNAUTHORIZED
-        && answer
-            .headers()
-            .get_all(reqwest::header::WWW_AUTHENTICATE)
-            .iter()
-            .any(|v| {
-                v.as_bytes()
-                    .get(..7)
-                    .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer "))
-            });
-    lock().insert(registry.to_owned(), (std::time::Instant::now(), bearer));
-    bearer
-}
-
 /// One HTTP client for every token fetch: the system's trust roots, no redirects (credentials
 /// go only where the registry's challenge said), no proxy from the environment.
 fn client() -> Result<&'static reqwest::Client, &'static String> {

@@ -158,15 +158,3 @@ fn loopback_registries_may_have_plain_http_realms() {
         assert!(!is_loopback(host), "{host}");
     }
 }
-
-#[tokio::test]
-async fn a_token_registry_gets_tokens_from_the_builder_never_the_credentials() {
-    let mut a = access(tenant_a(), true);
-    a.token_auth.insert("reg.example".into());
-    assert_eq!(
-        a.credentials("reg.example").await.unwrap(),
-        Credentials::default()
-    );
-    assert_eq!(a.guarded().count(), 1, "docker.io only");
-    assert!(a.authority("reg.example", b"salt").is_some());
-}
