@@ -56,6 +56,7 @@ async fn whole(builder: &Builder, prepared: Prepared, answer: Answer) -> Respons
             source: None,
         }),
         steps: None,
+        daemon: None,
     });
     answer.json(ran, tail.into_lines())
 }

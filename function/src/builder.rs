@@ -1,19 +1,18 @@
 //! The builder's state, built once at start: its settings and its connection to BuildKit.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-
-use buildkit::Client;
+use std::sync::Arc;
 
 use crate::error::BuildError;
+use crate::pool::{Lease, Pool};
 use crate::settings::Settings;
 use crate::workdir;
 
 /// The builder's state, built once at start.
 pub struct Builder {
     pub(crate) settings: Settings,
-    /// Dialled on first use; never held across the dial, so a daemon that drops packets stalls
-    /// only the requests that need it, for at most the connect timeout.
-    client: Mutex<Option<Client>>,
+    /// The daemons, each dialled on first use; never held across a dial, so a daemon that drops
+    /// packets stalls only the requests that need it, for at most the connect timeout.
+    pool: Arc<Pool>,
 }
 
 impl Builder {
@@ -24,24 +23,19 @@ impl Builder {
         if removed > 0 {
             tracing::info!(removed, work_dir = %settings.work_dir.display(), "removed request temp dirs left by an earlier process");
         }
-        Arc::new(Self {
-            settings,
-            client: Mutex::new(None),
-        })
+        let pool = Pool::new(
+            settings.buildkit.clone(),
+            settings.buildkit_tls.clone(),
+            settings.buildkit_load_factor,
+            settings.buildkit_probe_interval,
+        );
+        Arc::new(Self { settings, pool })
     }
 
-    fn cached_client(&self) -> MutexGuard<'_, Option<Client>> {
-        self.client.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The BuildKit client, connecting (again) when there is none.
-    pub(crate) async fn client(&self) -> Result<Client, BuildError> {
-        if let Some(client) = self.cached_client().clone() {
-            return Ok(client);
-        }
-        let connected =
-            Client::connect(&self.settings.buildkit, self.settings.buildkit_tls.as_ref()).await?;
-        Ok(self.cached_client().get_or_insert(connected).clone())
+    /// A daemon for a build of `key` (its tenant and image repository), dialled, and counted as
+    /// running the build until the lease is dropped.
+    pub(crate) async fn daemon(&self, key: &str) -> Result<Lease, BuildError> {
+        Ok(self.pool.route(key).await?)
     }
 
     /// The payload secret, read per request so a rotated secret takes effect; `None` when HMAC
@@ -65,14 +59,9 @@ impl Builder {
         Ok(Some(secret.to_vec()))
     }
 
-    /// Whether BuildKit answers a cheap call. A broken channel is dropped so the next check
-    /// dials again.
+    /// Whether a daemon answers a cheap call, asked of every daemon at once. A daemon that does
+    /// not is marked down and dialled again when it next answers.
     pub(crate) async fn buildkit_ready(&self) -> Result<(), BuildError> {
-        let client = self.client().await?;
-        let answered = client.list_workers().await;
-        if answered.is_err() {
-            *self.cached_client() = None;
-        }
-        answered.map(|_| ()).map_err(BuildError::from)
+        Ok(self.pool.probe_all().await?)
     }
 }

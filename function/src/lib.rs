@@ -21,6 +21,7 @@ mod intake;
 #[doc(hidden)]
 pub mod internals;
 mod policy;
+mod pool;
 mod respond;
 mod run;
 pub mod sealed;
@@ -36,6 +37,7 @@ use openfaas_runtime::{handler, json, json_error, BoxError, Init, Request, Respo
 
 pub use builder::Builder;
 pub use policy::{Policy, TenantRule, TenantRuleError};
+pub use pool::{Daemons, DaemonsError};
 pub use settings::{Settings, SettingsError};
 
 /// The state `#[handler]` builds once: settings from the environment.
@@ -91,7 +93,7 @@ pub async fn route(builder: &Arc<Builder>, req: Request) -> Response {
     }
 }
 
-/// `/ready`: 200 while BuildKit answers. Anyone may ask, so the answer says only that it does
+/// `/ready`: 200 while a BuildKit daemon answers. Anyone may ask, so the answer says only that it does
 /// not; the log line says why, with the address and any TLS file at fault.
 async fn ready(builder: &Builder) -> Response {
     match builder.buildkit_ready().await {

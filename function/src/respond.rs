@@ -49,18 +49,32 @@ impl Answer {
 
     /// The answer for a request refused before its build started.
     pub(crate) fn refused(&self, err: &BuildError) -> Response {
-        self.log_outcome(None, Err(err));
+        self.log_outcome(None, None, Err(err));
         error_response(err, self.failure(err, Vec::new(), None))
     }
 
     /// The answer of a finished build as one JSON object holding (the last lines of) its log.
     pub(crate) fn json(&self, ran: Ran, log: Vec<String>) -> Response {
-        self.log_outcome(ran.steps, ran.result.as_ref().map(|_| ()));
+        self.log_outcome(
+            ran.steps,
+            ran.daemon.as_deref(),
+            ran.result.as_ref().map(|_| ()),
+        );
         match ran.result {
-            Ok(built) => {
-                openfaas_runtime::json(StatusCode::OK, &self.success(log, built, ran.steps))
-            }
-            Err(err) => error_response(&err, self.failure(&err, log, ran.steps)),
+            Ok(built) => openfaas_runtime::json(
+                StatusCode::OK,
+                &Report {
+                    daemon: ran.daemon,
+                    ..self.success(log, built, ran.steps)
+                },
+            ),
+            Err(err) => error_response(
+                &err,
+                Report {
+                    daemon: ran.daemon,
+                    ..self.failure(&err, log, ran.steps)
+                },
+            ),
         }
     }
 
@@ -77,12 +91,20 @@ impl Answer {
 
     /// The last NDJSON line: the outcome, without log.
     pub(crate) fn last_line(&self, ran: Ran) -> Bytes {
-        self.log_outcome(ran.steps, ran.result.as_ref().map(|_| ()));
+        self.log_outcome(
+            ran.steps,
+            ran.daemon.as_deref(),
+            ran.result.as_ref().map(|_| ()),
+        );
         let last = match ran.result {
             Ok(built) => self.success(Vec::new(), built, ran.steps),
             Err(err) => self.failure(&err, Vec::new(), ran.steps),
         };
-        ndjson_line(&Report { log: None, ..last })
+        ndjson_line(&Report {
+            log: None,
+            daemon: ran.daemon,
+            ..last
+        })
     }
 
     fn success(&self, log: Vec<String>, built: Built, steps: Option<buildkit::Steps>) -> Report {
@@ -118,11 +140,18 @@ impl Answer {
             duration: secs(self.started),
             digest: None,
             steps: steps.map(Steps::from),
+            daemon: None,
         }
     }
 
     /// The one log line per build, readable with `faas-cli logs`.
-    fn log_outcome(&self, steps: Option<buildkit::Steps>, result: Result<(), &BuildError>) {
+    fn log_outcome(
+        &self,
+        steps: Option<buildkit::Steps>,
+        daemon: Option<&str>,
+        result: Result<(), &BuildError>,
+    ) {
+        let daemon = daemon.unwrap_or("-");
         let duration = secs(self.started);
         let buildkit::Steps { total, cached } = steps.unwrap_or_default();
         let Logged {
@@ -136,6 +165,7 @@ impl Answer {
                 call_id = %call_id,
                 image = %image,
                 tenant = %tenant,
+                daemon,
                 status = "success",
                 duration,
                 bytes_in,
@@ -147,6 +177,7 @@ impl Answer {
                 call_id = %call_id,
                 image = %image,
                 tenant = %tenant,
+                daemon,
                 status = "failed",
                 code = err.status().as_u16(),
                 error = %err,

@@ -14,15 +14,18 @@ use tokio::sync::mpsc;
 use crate::builder::Builder;
 use crate::error::BuildError;
 use crate::intake::Prepared;
+use crate::pool::Lease;
 
 /// Progress events and log lines queued between the build and the response; a slow reader holds
 /// the build's status stream back rather than growing a queue.
 const QUEUE: usize = 256;
 
-/// What a build came to: its outcome, and its steps once it reached BuildKit.
+/// What a build came to: its outcome, and its steps and daemon once it reached BuildKit.
 pub(crate) struct Ran {
     pub(crate) result: Result<Built, BuildError>,
     pub(crate) steps: Option<Steps>,
+    /// The daemon's stable name.
+    pub(crate) daemon: Option<String>,
 }
 
 /// Runs the build of `prepared`, handing each batch of new log lines to `sink` while it runs.
@@ -61,12 +64,13 @@ fn drain(lines: &mut mpsc::Receiver<String>) -> Vec<String> {
 }
 
 async fn build(builder: &Builder, prepared: Prepared, lines: mpsc::Sender<String>) -> Ran {
-    let (client, request) = match request(builder, &prepared, &lines).await {
+    let (lease, request) = match request(builder, &prepared, &lines).await {
         Ok(ready) => ready,
         Err(err) => {
             return Ran {
                 result: Err(err),
                 steps: None,
+                daemon: None,
             }
         }
     };
@@ -81,7 +85,11 @@ async fn build(builder: &Builder, prepared: Prepared, lines: mpsc::Sender<String
             }
         }
     });
-    let outcome = client.build(request, events).await;
+    let outcome = lease.client.build(request, events).await;
+    if let Err(buildkit::BuildkitError::Unavailable { .. }) = &outcome.result {
+        // The daemon went at the transport: the retry goes to the next one.
+        lease.member.mark_down();
+    }
     let _ = forward.await;
     let (files, bytes) = prepared.archive.sent();
     let _ = lines
@@ -91,6 +99,7 @@ async fn build(builder: &Builder, prepared: Prepared, lines: mpsc::Sender<String
     Ran {
         result: outcome.result.map_err(BuildError::from),
         steps: Some(outcome.steps),
+        daemon: Some(lease.member.name.clone()),
     }
 }
 
@@ -118,12 +127,12 @@ fn note(text: &str) -> String {
     buildkit::log_line(SystemTime::now(), text)
 }
 
-/// The client and the BuildKit request for `prepared`.
+/// The daemon and the BuildKit request for `prepared`.
 async fn request(
     builder: &Builder,
     prepared: &Prepared,
     lines: &mpsc::Sender<String>,
-) -> Result<(buildkit::Client, BuildRequest), BuildError> {
+) -> Result<(Lease, BuildRequest), BuildError> {
     let config = &prepared.config;
     if !config.unknown_fields.is_empty() {
         let _ = lines
@@ -133,7 +142,19 @@ async fn request(
             )))
             .await;
     }
-    let client = builder.client().await?;
+    // The tenant and the image's repository, never the tag: a function's rebuilds land where
+    // its cache is.
+    let key = format!(
+        "{}\n{}",
+        prepared.decision.tenant,
+        config
+            .image
+            .as_ref()
+            .map(ImageRef::repository)
+            .unwrap_or_default()
+    );
+    let lease = builder.daemon(&key).await?;
+    let client = &lease.client;
     let path = builder.settings.docker_config.clone();
     let registry_auth = tokio::task::spawn_blocking(move || DockerConfig::load(&path))
         .await
@@ -173,7 +194,7 @@ async fn request(
         }
     }
     if let Some(to) = request.cache.export.as_ref() {
-        if matches!(builder.settings.buildkit, buildkit::Address::Docker(_)) {
+        if matches!(lease.member.address(), buildkit::Address::Docker(_)) {
             let _ = lines
                 .send(note(&format!(
                     "cache: a Docker Engine exports only the inline cache, so the cache travels in the pushed image, not in {}",
@@ -186,5 +207,5 @@ async fn request(
     // what changed, and no two tenants share a base. Safe because the index derives each file's
     // mtime nanoseconds from its content.
     request.shared_key = format!("function-builder:{}", prepared.decision.tenant);
-    Ok((client, request))
+    Ok((lease, request))
 }

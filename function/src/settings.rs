@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use buildkit::{Address, NetworkMode, RemoteSources, TlsFiles};
+use buildkit::{NetworkMode, RemoteSources, TlsFiles};
 
 use crate::policy::{Policy, TenantRule};
 use crate::sealed::OpeningKey;
@@ -24,10 +24,18 @@ pub struct Settings {
     pub max_unpacked_bytes: u64,
     /// Most tar entries a request may hold (`max_entries`).
     pub max_entries: u64,
-    /// The daemon (`buildkit_url`): `unix://`, `tcp://` or `docker://`.
-    pub buildkit: Address,
-    /// TLS for a `tcp://` daemon (`buildkit_tls_ca`, `_cert`, `_key`, `_server_name`).
+    /// The daemons (`buildkit_url`): `unix://`, `tcp://` or `docker://`, comma-separated, or
+    /// `dns+srv://<name>` for the SRV records of a headless Service.
+    pub buildkit: crate::pool::Daemons,
+    /// TLS for `tcp://` daemons, every one (`buildkit_tls_ca`, `_cert`, `_key`,
+    /// `_server_name`).
     pub buildkit_tls: Option<TlsFiles>,
+    /// `c` of the bounded loads (`buildkit_load_factor`): a daemon already running more than
+    /// ⌈c × mean⌉ of this builder's builds passes a build to the next in its key's order.
+    pub buildkit_load_factor: f64,
+    /// How often every daemon is probed and SRV records resolved again
+    /// (`buildkit_probe_interval`).
+    pub buildkit_probe_interval: Duration,
     /// Registry credentials (`docker_config`), default the pro-builder mount.
     pub docker_config: PathBuf,
     /// Network of `RUN` steps (`build_network`: `default` or `none`).
@@ -83,7 +91,32 @@ impl Settings {
             get("buildkit_url").unwrap_or_else(|| "unix:///run/buildkit/buildkitd.sock".to_owned());
         let buildkit = buildkit
             .parse()
-            .map_err(|e: buildkit::AddressError| err("buildkit_url", e.to_string()))?;
+            .map_err(|e: crate::pool::DaemonsError| err("buildkit_url", e.to_string()))?;
+        let buildkit_load_factor = match get("buildkit_load_factor") {
+            Some(v) => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|c| c.is_finite() && *c >= 1.0)
+                .ok_or_else(|| {
+                    err(
+                        "buildkit_load_factor",
+                        format!("{v:?} is not a number of 1 or more, such as 1.25"),
+                    )
+                })?,
+            None => 1.25,
+        };
+        let buildkit_probe_interval = match get("buildkit_probe_interval") {
+            Some(v) => openfaas_runtime::parse_duration(&v)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    err(
+                        "buildkit_probe_interval",
+                        format!("{v:?} is not a duration such as 5 or 5s"),
+                    )
+                })?,
+            None => Duration::from_secs(5),
+        };
         let buildkit_tls = get("buildkit_tls_ca").map(|ca| TlsFiles {
             ca: ca.into(),
             cert: get("buildkit_tls_cert").map(Into::into),
@@ -190,6 +223,8 @@ impl Settings {
             max_entries: number("max_entries", 100_000)?,
             buildkit,
             buildkit_tls,
+            buildkit_load_factor,
+            buildkit_probe_interval,
             docker_config: get("docker_config")
                 .unwrap_or_else(|| "/home/app/.docker/config.json".to_owned())
                 .into(),

@@ -91,6 +91,9 @@ pub struct Report {
     /// How many Dockerfile steps the build had and how many came from the cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<Steps>,
+    /// The BuildKit daemon that ran the build, by its stable name (`buildkitd-0`), once one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<String>,
 }
 
 /// A build's Dockerfile steps (`[2/3] RUN …`), not BuildKit's own (`[internal] …`, exporting,

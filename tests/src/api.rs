@@ -41,7 +41,9 @@ pub fn settings(bed: &Bed, dir: &Path) -> Settings {
         max_request_bytes: 256 << 20,
         max_unpacked_bytes: 512 << 20,
         max_entries: 10_000,
-        buildkit: Address::Docker(bed.docker_socket.clone()),
+        buildkit: Address::Docker(bed.docker_socket.clone()).into(),
+        buildkit_load_factor: 1.25,
+        buildkit_probe_interval: Duration::from_secs(5),
         buildkit_tls: None,
         docker_config: dir.join("no-config.json"),
         network: NetworkMode::None,
@@ -115,7 +117,7 @@ pub async fn servers(bed: &Bed, tweak: impl Fn(&mut Settings)) -> Vec<(String, S
     let mut out = Vec::new();
     for daemon in bed.daemons() {
         let server = Server::start(bed, |s| {
-            s.buildkit = daemon.address.clone();
+            s.buildkit = daemon.address.clone().into();
             s.buildkit_tls = daemon.tls.clone();
             tweak(s);
         })

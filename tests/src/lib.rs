@@ -5,6 +5,7 @@
 pub mod api;
 pub mod bed;
 pub mod client;
+pub mod daemons;
 pub mod fixtures;
 pub mod rootless;
 pub mod token_registry;

@@ -5,7 +5,7 @@
 //! flight, and a builder started without its payload secret.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,30 +16,13 @@ use bytes::Bytes;
 use function_builder_tests::api::{request_tar, sign, Server, Shape, SECRET};
 use function_builder_tests::bed::{wait_for_process, Bed};
 use function_builder_tests::client::{empty, full, promised_upload, read_body, send_tcp, streamed};
+use function_builder_tests::daemons::{eventually, kill_matching, Dockerd};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A config for builds whose image is only tagged on the daemon, never pushed.
 const NO_PUSH: &str = r#"{"image":"127.0.0.1:1/faults/unpushed:1","skipPush":true}"#;
-
-/// Polls `check` every 100 ms until it holds or `timeout` passes; returns whether it held.
-async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -63,134 +46,6 @@ fn signal(pid: u32, name: &str) {
         .unwrap()
         .success();
     assert!(ok, "kill -{name} {pid}");
-}
-
-/// Sends `signal` to every process whose whole command line matches the regex `pattern`
-/// (`pkill -f`), e.g. RUN steps a killed daemon left.
-fn kill_matching(pattern: &str, signal: &str) {
-    let _ = Command::new("pkill")
-        .args([&format!("-{signal}"), "-f", pattern])
-        .status();
-}
-
-/// A Docker Engine of this test's own, on temp dirs, started as tests/run starts the bed's.
-struct Dockerd {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Dockerd {
-    async fn start() -> Self {
-        // A short path: the socket's must fit in sun_path.
-        let dir = tempfile::Builder::new()
-            .prefix("fb-dk-")
-            .tempdir_in("/tmp")
-            .unwrap();
-        std::fs::write(dir.path().join("daemon.json"), "{}").unwrap();
-        let mut dockerd = Self { dir, child: None };
-        dockerd.launch().await;
-        dockerd
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("docker.sock")
-    }
-
-    async fn launch(&mut self) {
-        let d = self.dir.path();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(d.join("dockerd.log"))
-            .unwrap();
-        let child = Command::new("dockerd")
-            .arg("--config-file")
-            .arg(d.join("daemon.json"))
-            .arg("--data-root")
-            .arg(d.join("docker"))
-            .arg("--exec-root")
-            .arg(d.join("exec"))
-            .arg("--pidfile")
-            .arg(d.join("dockerd.pid"))
-            .arg("--host")
-            .arg(format!("unix://{}", self.socket().display()))
-            .args([
-                "--bridge=none",
-                "--iptables=false",
-                "--ip6tables=false",
-                "--ip-masq=false",
-                "--userland-proxy=false",
-                "--storage-driver=overlay2",
-            ])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start dockerd");
-        self.child = Some(child);
-        let socket = self.socket();
-        let up = eventually(Duration::from_secs(60), || {
-            let socket = socket.clone();
-            async move {
-                Command::new("/usr/bin/docker")
-                    .arg("-H")
-                    .arg(format!("unix://{}", socket.display()))
-                    .arg("version")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
-            }
-        })
-        .await;
-        assert!(up, "dockerd answered within 60 s: {}", self.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
-    }
-
-    /// SIGKILL, as an OOM killer or a node failure would, then the containerd it managed (a
-    /// supervisor restarting the Engine starts a new one): that one may linger as a zombie whose
-    /// pid file would make the next dockerd wait for it.
-    fn kill(&mut self) {
-        let mut child = self.child.take().expect("dockerd is running");
-        child.kill().unwrap();
-        child.wait().unwrap();
-        kill_matching(&self.dir.path().to_string_lossy(), "KILL");
-        let _ = std::fs::remove_file(self.dir.path().join("exec/containerd/containerd.pid"));
-        let _ = std::fs::remove_file(self.dir.path().join("dockerd.pid"));
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Never a panic here: this may run while a failed test unwinds.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let stopped = (0..200).any(|_| {
-                std::thread::sleep(Duration::from_millis(100));
-                child.try_wait().is_ok_and(|exited| exited.is_some())
-            });
-            if !stopped {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-        let dir = format!("{}/", self.dir.path().display());
-        kill_matching(&dir, "KILL");
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(1))
-            .filter(|p| p.starts_with(&dir))
-            .collect();
-        points.sort_unstable_by(|a, b| b.cmp(a));
-        for point in points {
-            let _ = Command::new("umount").args(["-l", point]).status();
-        }
-    }
 }
 
 /// A TCP proxy in front of a registry that can be cut: once `cut_after` bytes have gone towards
@@ -311,7 +166,7 @@ async fn a_docker_engine_killed_mid_build_is_503_and_the_builder_recovers_withou
     let work = tempfile::tempdir().unwrap();
     let socket = dockerd.socket();
     let server = Server::start(&bed, |s| {
-        s.buildkit = Address::Docker(socket);
+        s.buildkit = Address::Docker(socket).into();
         s.work_dir = work.path().to_owned();
     })
     .await;
