@@ -169,26 +169,35 @@ impl Server {
     /// # Panics
     /// When the exchange fails or the answer is not JSON.
     pub async fn post_signed_with(&self, tar: Vec<u8>, headers: &[(&str, &str)]) -> Answered {
-        let mut req = http::Request::post("/build")
-            .header("host", "builder")
-            .header("x-build-signature", sign(SECRET, &tar));
-        for (name, value) in headers {
-            req = req.header(*name, *value);
-        }
-        let req = req.body(crate::client::full(tar)).unwrap();
-        let resp = crate::client::send_tcp(self.addr, req).await;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let body = crate::client::read_body(resp).await;
-        Answered {
-            status,
-            retry_after,
-            json: serde_json::from_slice(&body)
-                .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&body))),
-        }
+        post_signed_to(self.addr, tar, headers).await
+    }
+}
+
+/// POSTs `tar` to `/build` of the builder at `addr`, signed with [`SECRET`], with extra
+/// `headers`.
+///
+/// # Panics
+/// When the exchange fails or the answer is not JSON.
+pub async fn post_signed_to(addr: SocketAddr, tar: Vec<u8>, headers: &[(&str, &str)]) -> Answered {
+    let mut req = http::Request::post("/build")
+        .header("host", "builder")
+        .header("x-build-signature", sign(SECRET, &tar));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(crate::client::full(tar)).unwrap();
+    let resp = crate::client::send_tcp(addr, req).await;
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = crate::client::read_body(resp).await;
+    Answered {
+        status,
+        retry_after,
+        json: serde_json::from_slice(&body)
+            .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&body))),
     }
 }
 

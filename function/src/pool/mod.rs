@@ -418,7 +418,11 @@ impl Pool {
             );
             member.in_flight.fetch_add(1, Ordering::SeqCst);
             match member.client().await {
-                Ok(client) => return Ok(Lease { member, client }),
+                Ok(client) => {
+                    // Dialled: it answers again, whatever the last probe said.
+                    member.mark_up();
+                    return Ok(Lease { member, client });
+                }
                 Err(err) => {
                     member.in_flight.fetch_sub(1, Ordering::SeqCst);
                     member.mark_down();

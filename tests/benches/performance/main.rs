@@ -16,10 +16,16 @@
 //! `docker build` (cold and with one source file changed), its compressed size and its server's
 //! start-up time (`selfbuild.rs`).
 //!
-//! `BENCH_ONLY=small,large,standalone,warm,cached,intake,rejection,self` runs some parts only.
+//! "platform rebuild" (`platform.rs`): 12 functions rebuilt in rounds over 2 standalone buildkitds,
+//! our routing against a random daemon per build and one daemon, with and without the registry
+//! cache.
+//!
+//! `BENCH_ONLY=small,large,standalone,warm,cached,intake,rejection,self,platform` runs some parts
+//! only.
 //! `BENCH_SMOKE=1` runs everything once on tiny inputs (a check that the program works, not a
 //! measurement). Run it with `tests/bench` (see docs/benchmarks.md, "Performance").
 
+mod platform;
 mod procs;
 mod selfbuild;
 mod table;
@@ -124,6 +130,10 @@ fn main() {
     }
     if part("self") {
         bench.self_build(&mut table, &builder);
+    }
+    if part("platform") {
+        platform::platform(&mut table, &bed, &runtime, smoke);
+        platform::pool_load(&mut table, &bed, &runtime, smoke);
     }
 
     println!("\n## function-builder performance\n");
