@@ -1,8 +1,10 @@
 //! `POST /build`, the one driver of the pipeline: intake (verify → index → config and policy) →
 //! run (session + solve, progress as log lines) → respond (one JSON object, or NDJSON lines while
 //! the build runs). Each stage takes what the one before produced; none calls a later one.
+//! Intake's time and outcome are counted here, a build's where it runs (`run.rs`).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use openfaas_runtime::http::header;
@@ -12,6 +14,7 @@ use tokio::sync::mpsc;
 use crate::builder::Builder;
 use crate::error::BuildError;
 use crate::intake::{prepare, Prepared};
+use crate::metrics::Stage;
 use crate::respond::{Answer, LogTail};
 use crate::run::{run, Ran};
 
@@ -30,10 +33,17 @@ pub(crate) async fn handle(builder: &Arc<Builder>, req: Request) -> Response {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains(crate::wire::NDJSON));
-    let prepared = match prepare(builder, req).await {
+    let intake = Instant::now();
+    let prepared = prepare(builder, req).await;
+    builder.metrics.stage(Stage::Intake, intake.elapsed());
+    let prepared = match prepared {
         Ok(prepared) => prepared,
-        Err(err) => return answer.refused(&err),
+        Err(err) => {
+            builder.metrics.refused(err.status());
+            return answer.refused(&err);
+        }
     };
+    builder.metrics.received(prepared.bytes_in);
     let answer = answer.about(&prepared);
     if ndjson {
         stream(Arc::clone(builder), prepared, answer)

@@ -1,8 +1,11 @@
-//! The builder's state, built once at start: its settings and its connection to BuildKit.
+//! The builder's state, built once at start: its settings, its connection to BuildKit and its
+//! metrics.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::error::BuildError;
+use crate::metrics::{DaemonState, Metrics};
 use crate::pool::{Lease, Pool};
 use crate::settings::Settings;
 use crate::workdir;
@@ -13,11 +16,14 @@ pub struct Builder {
     /// The daemons, each dialled on first use; never held across a dial, so a daemon that drops
     /// packets stalls only the requests that need it, for at most the connect timeout.
     pool: Arc<Pool>,
+    /// What the builds did, and the pool's daemons as each scrape finds them.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Builder {
     /// A builder with `settings`; BuildKit is dialled on first use. Request temp dirs that an
-    /// earlier builder process left in `work_dir` (after a kill or an OOM) are removed.
+    /// earlier builder process left in `work_dir` (after a kill or an OOM) are removed. Its
+    /// metrics are served only once asked ([`Builder::serve_metrics`]).
     pub fn new(settings: Settings) -> Arc<Self> {
         let removed = workdir::remove_leftovers(&settings.work_dir);
         if removed > 0 {
@@ -29,7 +35,33 @@ impl Builder {
             settings.buildkit_load_factor,
             settings.buildkit_probe_interval,
         );
-        Arc::new(Self { settings, pool })
+        let daemons = Arc::downgrade(&pool);
+        let metrics = Arc::new(Metrics::new(move || {
+            let Some(pool) = daemons.upgrade() else {
+                return Vec::new();
+            };
+            (pool.members().iter())
+                .map(|m| DaemonState {
+                    name: m.name.clone(),
+                    up: m.is_up(),
+                    in_flight: m.in_flight(),
+                })
+                .collect()
+        }));
+        Arc::new(Self {
+            settings,
+            pool,
+            metrics,
+        })
+    }
+
+    /// Serves the builder's metrics (`GET /metrics`) on `addr`, from now until the process
+    /// ends; port 0 takes one the system picks. Returns where they are served.
+    ///
+    /// # Errors
+    /// When `addr` cannot be bound.
+    pub async fn serve_metrics(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        crate::metrics::serve(Arc::clone(&self.metrics), addr).await
     }
 
     /// A daemon for a build of `key` (its tenant and image repository), dialled, and counted as

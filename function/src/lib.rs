@@ -7,6 +7,8 @@
 //! - `GET /ready`: ready only when BuildKit answers;
 //! - `GET /publickey`: the key build secrets are sealed to, when one is configured;
 //! - anything else: 404 with a JSON error naming the method and path.
+//!
+//! Its Prometheus metrics are served apart, on `metrics_port` (default 8082).
 
 mod archive;
 mod build;
@@ -20,6 +22,7 @@ mod intake;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals;
+mod metrics;
 mod policy;
 mod pool;
 mod respond;
@@ -30,6 +33,7 @@ mod verify;
 pub mod wire;
 mod workdir;
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use openfaas_runtime::http::{Method, StatusCode};
@@ -40,7 +44,7 @@ pub use policy::{Policy, TenantRule, TenantRuleError};
 pub use pool::{Daemons, DaemonsError};
 pub use settings::{Settings, SettingsError};
 
-/// The state `#[handler]` builds once: settings from the environment.
+/// The state `#[handler]` builds once: settings from the environment, and the metrics server.
 pub struct State(Arc<Builder>);
 
 impl Init for State {
@@ -59,7 +63,17 @@ impl Init for State {
             }
         }
         tracing::info!(buildkit = %settings.buildkit, network = ?settings.network, "builder configured");
-        Ok(Self(Builder::new(settings)))
+        let builder = Builder::new(settings);
+        if let Some(port) = builder.settings.metrics_port {
+            // Every interface: Prometheus scrapes the pod's IP.
+            let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+            let served = builder
+                .serve_metrics(addr)
+                .await
+                .map_err(|err| format!("metrics_port {port}: {err}"))?;
+            tracing::info!(addr = %served, "metrics served at /metrics");
+        }
+        Ok(Self(builder))
     }
 }
 

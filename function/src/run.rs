@@ -3,17 +3,19 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use buildkit::{
     BuildRequest, Built, DockerConfig, ImageRef, Output, ReadPolicy, RemoteSources, SourceTree,
     Steps,
 };
+use openfaas_runtime::http::StatusCode;
 use tokio::sync::mpsc;
 
 use crate::builder::Builder;
 use crate::error::BuildError;
 use crate::intake::Prepared;
+use crate::metrics::Finished;
 use crate::pool::Lease;
 
 /// Progress events and log lines queued between the build and the response; a slow reader holds
@@ -67,11 +69,12 @@ async fn build(builder: &Builder, prepared: Prepared, lines: mpsc::Sender<String
     let (lease, request) = match request(builder, &prepared, &lines).await {
         Ok(ready) => ready,
         Err(err) => {
+            builder.metrics.refused(err.status());
             return Ran {
                 result: Err(err),
                 steps: None,
                 daemon: None,
-            }
+            };
         }
     };
     let (events, mut events_rx) = mpsc::channel(QUEUE);
@@ -85,7 +88,11 @@ async fn build(builder: &Builder, prepared: Prepared, lines: mpsc::Sender<String
             }
         }
     });
+    // Counted as it ends, or as the client's going away if this future is dropped first.
+    let tally = builder.metrics.tally(&lease.member.name);
+    let solving = Instant::now();
     let outcome = lease.client.build(request, events).await;
+    let took = solving.elapsed();
     if let Err(buildkit::BuildkitError::Unavailable { .. }) = &outcome.result {
         // The daemon went at the transport: the retry goes to the next one.
         lease.member.mark_down();
@@ -96,8 +103,18 @@ async fn build(builder: &Builder, prepared: Prepared, lines: mpsc::Sender<String
         .send(note(&format!("context: sent {files} files, {bytes} bytes")))
         .await;
     drop(prepared);
+    let result = outcome.result.map_err(BuildError::from);
+    tally.finish(&Finished {
+        code: result
+            .as_ref()
+            .map_or_else(BuildError::status, |_| StatusCode::OK),
+        took,
+        push: outcome.push,
+        steps: outcome.steps,
+        context_bytes: bytes,
+    });
     Ran {
-        result: outcome.result.map_err(BuildError::from),
+        result,
         steps: Some(outcome.steps),
         daemon: Some(lease.member.name.clone()),
     }

@@ -10,6 +10,8 @@ use crate::sealed::OpeningKey;
 
 /// Where OpenFaaS Pro's chart mounts the build secrets key.
 const DEFAULT_SECRETS_KEY: &str = "/var/secrets/buildkit/key";
+/// The metrics' port: of-watchdog serves the function on 8080 and its own metrics on 8081.
+const DEFAULT_METRICS_PORT: u16 = 8082;
 
 /// Everything the builder reads once at start.
 #[derive(Debug, Clone)]
@@ -59,6 +61,9 @@ pub struct Settings {
     /// Where each request's body and context are unpacked (`work_dir`), default the system's
     /// temp dir; each request's dir is removed when it ends.
     pub work_dir: PathBuf,
+    /// The port Prometheus scrapes `GET /metrics` on, on every interface (`metrics_port`,
+    /// default 8082); `None` (`0` or `off`): no metrics server.
+    pub metrics_port: Option<u16>,
 }
 
 /// A setting that could not be understood; names the variable.
@@ -105,6 +110,16 @@ impl Settings {
                     )
                 })?,
             None => 1.25,
+        };
+        let metrics_port = match get("metrics_port") {
+            None => Some(DEFAULT_METRICS_PORT),
+            Some(v) if matches!(v.trim(), "0" | "off") => None,
+            Some(v) => Some(v.trim().parse::<u16>().map_err(|_| {
+                err(
+                    "metrics_port",
+                    format!("{v:?} is not a port (1-65535), or 0 or off for none"),
+                )
+            })?),
         };
         let buildkit_probe_interval = match get("buildkit_probe_interval") {
             Some(v) => openfaas_runtime::parse_duration(&v)
@@ -231,6 +246,7 @@ impl Settings {
             network,
             build_timeout,
             work_dir: get("work_dir").map_or_else(std::env::temp_dir, PathBuf::from),
+            metrics_port,
             policy: Policy {
                 frontends: match get("allowed_frontends") {
                     Some(v) => parsed::<buildkit::ImageRef>(&v)
@@ -387,5 +403,18 @@ mod tests {
                 Err(format!("allowed_remote_sources: {bad:?} is not an http://, https:// or git:// prefix with a host and a path, such as https://files.example.com/ (or * for any)")),
             );
         }
+    }
+
+    #[test]
+    fn metrics_are_served_on_8082_unless_turned_off() {
+        let port = |vars: &[(&str, &str)]| settings(vars).map(|s| s.metrics_port);
+        assert_eq!(port(&[]), Ok(Some(8082)));
+        assert_eq!(port(&[("metrics_port", " 9100 ")]), Ok(Some(9100)));
+        assert_eq!(port(&[("metrics_port", "0")]), Ok(None));
+        assert_eq!(port(&[("metrics_port", "off")]), Ok(None));
+        assert_eq!(
+            port(&[("metrics_port", "65536")]),
+            Err("metrics_port: \"65536\" is not a port (1-65535), or 0 or off for none".to_owned())
+        );
     }
 }

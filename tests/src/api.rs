@@ -24,6 +24,7 @@ pub const SECRET: &str = "test-payload-secret";
 pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
+    builder: Arc<Builder>,
     _stop: oneshot::Sender<()>,
     dir: TempDir,
 }
@@ -57,6 +58,8 @@ pub fn settings(bed: &Bed, dir: &Path) -> Settings {
         secrets_key: None,
         cache_repository: None,
         insecure_registries: Vec::new(),
+        // Served only where a test asks ([`Server::serve_metrics`]).
+        metrics_port: None,
     }
 }
 
@@ -93,8 +96,9 @@ impl Server {
             ..Config::default()
         };
         serving(&mut config);
+        let routed = Arc::clone(&builder);
         let handler = handler_fn(move |req: Request| {
-            let builder = Arc::clone(&builder);
+            let builder = Arc::clone(&routed);
             async move { handler::route(&builder, req).await }
         });
         tokio::spawn(async move {
@@ -105,6 +109,7 @@ impl Server {
         });
         Self {
             addr,
+            builder,
             _stop: stop,
             dir,
         }
@@ -128,6 +133,17 @@ pub async fn servers(bed: &Bed, tweak: impl Fn(&mut Settings)) -> Vec<(String, S
 }
 
 impl Server {
+    /// Serves the builder's metrics on a loopback port of their own; returns where.
+    ///
+    /// # Panics
+    /// When no port can be bound.
+    pub async fn serve_metrics(&self) -> SocketAddr {
+        self.builder
+            .serve_metrics(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap()
+    }
+
     /// What is left in the builder's `work_dir` (request temp dirs): nothing, between requests.
     ///
     /// # Panics

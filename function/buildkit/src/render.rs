@@ -176,6 +176,7 @@ mod tests {
             current,
             total,
             at,
+            started: None,
             completed,
         };
         let cases = [

@@ -28,6 +28,10 @@ pub struct BuildOutcome {
     /// The Dockerfile steps the build ran, and how many came from the cache, counted as far as
     /// it got.
     pub steps: Steps,
+    /// How long pushing the image took, where a push ran: a Docker Engine pushes after the
+    /// solve (timed here); buildkitd pushes inside the solve, in its exporter, timed by its own
+    /// `pushing …` counters. Part of the time the build took, not added to it.
+    pub push: Option<Duration>,
 }
 
 /// What a successful build produced.
@@ -71,8 +75,15 @@ impl Client {
                 }),
             None => solve.await,
         };
-        let steps = lock(&log).steps();
-        BuildOutcome { result, steps }
+        let (steps, push) = {
+            let log = lock(&log);
+            (log.steps(), log.push())
+        };
+        BuildOutcome {
+            result,
+            steps,
+            push,
+        }
     }
 
     async fn solve(
@@ -132,7 +143,8 @@ impl Client {
                 // the status stream: it gets one here, so logs show where the time went.
                 let step = PushStep::start(push_events, image).await;
                 let pushed = crate::push::push(socket, image, Arc::clone(&req.registry_auth)).await;
-                step.end(pushed.as_ref().err()).await;
+                let took = step.end(pushed.as_ref().err()).await;
+                lock(&log).pushed(took);
                 if access.restricted() {
                     crate::push::untag(socket, image).await;
                 }
@@ -177,14 +189,16 @@ impl PushStep {
         }
     }
 
-    async fn end(self, error: Option<&BuildkitError>) {
+    /// Ends the step; returns how long it took.
+    async fn end(self, error: Option<&BuildkitError>) -> Duration {
         let (digest, name, at) = ("push".to_owned(), self.name, std::time::SystemTime::now());
+        let took = self.started.elapsed();
         let event = match error {
             None => Event::VertexCompleted {
                 digest,
                 name,
                 at,
-                duration: self.started.elapsed(),
+                duration: took,
             },
             Some(err) => Event::VertexFailed {
                 digest,
@@ -195,5 +209,6 @@ impl PushStep {
             },
         };
         let _ = self.events.send(event).await;
+        took
     }
 }

@@ -1,13 +1,19 @@
 //! The one account of a build's steps, kept as its events pass: how many Dockerfile steps it had
-//! and how many came from the cache, which are running now, and which failed with what output.
+//! and how many came from the cache, which are running now, which failed with what output, and
+//! how long the image's push took.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use crate::progress::Event;
 
 /// Log lines kept per step, for the error of a failing step.
 const FAILED_STEP_LINES: usize = 20;
+/// How buildkitd's image exporter names the counters of its push, inside its `exporting to
+/// image` step: `pushing layers`, then `pushing manifest for <ref>` (BuildKit
+/// `util/push/push.go`). The cache export names its own `writing …` and `sending cache export`.
+const PUSH_COUNTER: &str = "pushing ";
 
 /// A build's Dockerfile steps (`[2/3] RUN …`), not BuildKit's own (`[internal] …`, exporting,
 /// pushing): how many there were and how many came from the cache.
@@ -35,6 +41,10 @@ pub(crate) struct StepLog {
     running: Vec<(String, String)>,
     output: HashMap<String, VecDeque<String>>,
     failed: Option<FailedStep>,
+    /// From the first push counter's start to the last one's end, in the daemon's clock.
+    push_window: Option<(SystemTime, SystemTime)>,
+    /// The push measured by the caller (a Docker Engine's, after the solve).
+    push_took: Option<Duration>,
 }
 
 impl StepLog {
@@ -69,6 +79,20 @@ impl StepLog {
             Event::VertexCached { digest, name, .. } => {
                 self.running.retain(|(d, _)| d != digest);
                 (digest, name, true)
+            }
+            Event::Status {
+                id,
+                at,
+                started,
+                completed: true,
+                ..
+            } if id.starts_with(PUSH_COUNTER) => {
+                let (from, to) = (started.unwrap_or(*at).min(*at), *at);
+                self.push_window = Some(match self.push_window {
+                    Some((first, last)) => (first.min(from), last.max(to)),
+                    None => (from, to),
+                });
+                return;
             }
             Event::Log { vertex, line, .. } => {
                 let lines = self.output.entry(vertex.clone()).or_default();
@@ -108,6 +132,20 @@ impl StepLog {
             total: count(&self.seen),
             cached: count(&self.cached),
         }
+    }
+
+    /// Records a push the caller measured itself (a Docker Engine pushes after the solve).
+    pub(crate) fn pushed(&mut self, took: Duration) {
+        self.push_took = Some(took);
+    }
+
+    /// How long the image's push took, where a push ran to its end (or failure): measured by
+    /// the caller, or from the daemon's own push counters.
+    pub(crate) fn push(&self) -> Option<Duration> {
+        self.push_took.or_else(|| {
+            self.push_window
+                .map(|(first, last)| last.duration_since(first).unwrap_or_default())
+        })
     }
 
     /// The first step that failed (not one canceled because another failed).
@@ -203,5 +241,40 @@ mod tests {
         assert_eq!(failed.output.len(), FAILED_STEP_LINES);
         assert_eq!(failed.output.last().unwrap(), "line 24");
         assert_eq!(log_.running(), ["[3/3] RUN other"]);
+    }
+
+    #[test]
+    fn the_push_spans_buildkitds_push_counters_whether_or_not_their_start_was_seen() {
+        let status = |id: &str, started: Option<u64>, at: u64, completed: bool| Event::Status {
+            vertex: "export".into(),
+            id: id.into(),
+            current: 0,
+            total: 0,
+            at: SystemTime::UNIX_EPOCH + Duration::from_millis(at),
+            started: started.map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
+            completed,
+        };
+        let mut log_ = StepLog::default();
+        assert_eq!(log_.push(), None);
+        for event in [
+            status("exporting layers", Some(100), 200, true),
+            status("pushing layers", Some(1000), 1000, false),
+            // Arrived once, already done: its start is in the message.
+            status("pushing layers", Some(1000), 3000, true),
+            status(
+                "pushing manifest for r/a:1@sha256:00",
+                Some(3000),
+                3500,
+                true,
+            ),
+            status("writing layer sha256:00", Some(4000), 9000, true),
+        ] {
+            log_.observe(&event);
+        }
+        assert_eq!(log_.push(), Some(Duration::from_millis(2500)));
+        assert_eq!(log_.steps(), Steps::default());
+        // A push the caller measured (a Docker Engine's) is what it says.
+        log_.pushed(Duration::from_millis(700));
+        assert_eq!(log_.push(), Some(Duration::from_millis(700)));
     }
 }

@@ -197,8 +197,14 @@ impl Member {
         }
     }
 
-    fn is_up(&self) -> bool {
+    /// Whether it takes builds: up until a probe, a dial or a build's transport says not.
+    pub(crate) fn is_up(&self) -> bool {
         self.up.load(Ordering::SeqCst)
+    }
+
+    /// This builder's builds on it now (leases not yet dropped).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// Asks the daemon whether it answers; marks it up or down by the answer.
@@ -278,7 +284,8 @@ impl Pool {
         })
     }
 
-    fn members(&self) -> Vec<Arc<Member>> {
+    /// The daemons known now.
+    pub(crate) fn members(&self) -> Vec<Arc<Member>> {
         self.members
             .read()
             .unwrap_or_else(PoisonError::into_inner)

@@ -85,12 +85,15 @@ pub enum Event {
         canceled: bool,
     },
     /// A step's progress counter, keyed by (`vertex`, `id`); in-progress values are throttled.
+    /// `started` is when the daemon began it, where it said: a counter that starts and ends
+    /// between two status messages arrives only once, already completed.
     Status {
         vertex: String,
         id: String,
         current: i64,
         total: i64,
         at: SystemTime,
+        started: Option<SystemTime>,
         completed: bool,
     },
     /// One line of a step's output (`stream` 1 is stdout, 2 stderr), without its line ending.

@@ -218,6 +218,7 @@ impl Tracker {
             current: update.current,
             total: update.total,
             at,
+            started: update.started,
             completed: done,
         });
     }
