@@ -354,6 +354,8 @@ fn builder_command(dir: &Path, buildkit_url: &str) -> Command {
         .env("read_timeout", "60s")
         .env("write_timeout", "120s")
         .env_remove("disable_hmac")
+        // No fixed port a user or another test may hold.
+        .env("metrics_port", "0")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     command

@@ -27,6 +27,8 @@ async fn an_internal_error_names_the_call_id_and_only_the_log_has_the_detail() {
             format!("docker://{}", bed.docker_socket.display()),
         )
         .env("work_dir", &work)
+        // No fixed port a user or another test may hold.
+        .env("metrics_port", "0")
         .stderr(Stdio::piped())
         .spawn()
         .expect("start builder-server");

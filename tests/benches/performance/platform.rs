@@ -3,7 +3,8 @@
 //! of the benchmark's own. Our routing against what a user gets otherwise: a daemon picked at
 //! random per build (a Kubernetes Service with a fresh connection) and one daemon alone; each
 //! without and with the registry cache (`cache_repository`). Cold for every sender: both daemons
-//! pruned and new function names (so new cache refs) before each row.
+//! pruned and new function names (so new cache refs) before each row. A round's builds go
+//! through one builder replica at `stack.yml`'s `max_inflight` (2 in flight).
 
 use std::process::Command;
 use std::sync::Arc;
@@ -22,6 +23,9 @@ const FUNCTIONS: usize = 12;
 const ROUNDS: usize = 3;
 /// Loop iterations of the `RUN` step: about a second of one core in busybox's shell.
 const SPIN: u32 = 360_000;
+/// Builds of a round in flight at once: one builder replica at `stack.yml`'s `max_inflight`,
+/// which also bounds what its routing counts as load.
+const IN_FLIGHT: usize = 2;
 
 /// How builds are sent to daemons.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -72,7 +76,7 @@ pub(crate) fn platform(
         ]
     });
     table.section(format!(
-        "platform rebuild: {functions} functions (a RUN step of ~1 s CPU), built once, then {ROUNDS} rounds with one file changed after it, over 2 buildkitds"
+        "platform rebuild: {functions} functions (a RUN step of ~1 s CPU), built once, then {ROUNDS} rounds with one file changed after it, {IN_FLIGHT} builds in flight (one builder replica at max_inflight), over 2 buildkitds"
     ));
     for cache in [false, true] {
         for sender in [Sender::Routing, Sender::Random, Sender::One] {
@@ -159,16 +163,21 @@ async fn row(
     let mut cached = Vec::new();
     for round in 0..=ROUNDS {
         let started = Instant::now();
+        let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         let builds: Vec<_> = (0..functions)
             .map(|f| {
                 let server = Arc::clone(&servers[pick.below(servers.len())]);
+                let slots = Arc::clone(&slots);
                 let image = format!("{}/bench-platform/{nonce}-fn{f}:{round}", bed.registry);
                 let dockerfile = format!(
                     "FROM {}\nCOPY dep.txt /dep.txt\nRUN i=0; while [ $i -lt {spin} ]; do i=$((i+1)); done; echo fn{f} > /built\nCOPY src.txt /src.txt\n",
                     bed.base_image
                 );
                 let src = format!("round {round}");
-                tokio::spawn(async move { build(&server, &image, &dockerfile, &src).await })
+                tokio::spawn(async move {
+                    let _slot = slots.acquire().await.unwrap();
+                    build(&server, &image, &dockerfile, &src).await
+                })
             })
             .collect();
         let (mut steps_cached, mut cacheable) = (0u64, 0u64);

@@ -38,6 +38,8 @@ impl BuilderProcess {
             .env("write_timeout", "10m")
             .env("build_timeout", "9m")
             .env("RUST_LOG", "warn")
+            // No fixed port: several builders run at once here.
+            .env("metrics_port", "0")
             .stderr(Stdio::piped())
             .spawn()
             .expect("start builder-server");
