@@ -150,16 +150,22 @@ impl Drop for Dockerd {
         }
         let dir = format!("{}/", self.dir.path().display());
         kill_matching(&dir, "KILL");
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(1))
-            .filter(|p| p.starts_with(&dir))
-            .collect();
-        points.sort_unstable_by(|a, b| b.cmp(a));
-        for point in points {
-            let _ = Command::new("umount").args(["-l", point]).status();
-        }
+        unmount_below(&dir);
+    }
+}
+
+/// Unmounts (lazily) every mount under `dir` (a path ending in `/`) that a daemon left, deepest
+/// first.
+fn unmount_below(dir: &str) {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_unstable_by(|a, b| b.cmp(a));
+    for point in points {
+        let _ = Command::new("umount").args(["-l", point]).status();
     }
 }
 
@@ -276,16 +282,7 @@ impl Drop for Buildkitd {
     fn drop(&mut self) {
         self.kill();
         let dir = format!("{}/", self.dir.path().display());
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(1))
-            .filter(|p| p.starts_with(&dir))
-            .collect();
-        points.sort_unstable_by(|a, b| b.cmp(a));
-        for point in points {
-            let _ = Command::new("umount").args(["-l", point]).status();
-        }
+        unmount_below(&dir);
     }
 }
 

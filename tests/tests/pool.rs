@@ -12,8 +12,8 @@ use function_builder_tests::bed::{wait_for_process, Bed};
 use function_builder_tests::daemons::{eventually, Buildkitd, OwnDaemon};
 use handler::Daemons;
 
-/// Three daemons of the test's own, and a builder over them.
-async fn pool(bed: &Bed) -> (Vec<OwnDaemon>, Arc<Server>) {
+/// Three daemons of the test's own, and a builder over them probing every `probe`.
+async fn pool(bed: &Bed, probe: Duration) -> (Vec<OwnDaemon>, Arc<Server>) {
     let mut daemons = Vec::new();
     for _ in 0..3 {
         daemons.push(OwnDaemon::start(&bed.registry).await);
@@ -21,18 +21,16 @@ async fn pool(bed: &Bed) -> (Vec<OwnDaemon>, Arc<Server>) {
     let addresses = daemons.iter().map(OwnDaemon::address).collect();
     let server = Server::start(bed, |s| {
         s.buildkit = Daemons::Listed(addresses);
-        s.buildkit_probe_interval = Duration::from_millis(500);
+        s.buildkit_probe_interval = probe;
     })
     .await;
     (daemons, Arc::new(server))
 }
 
-/// Builds function `name` (its image `<registry>/pool/<name>:<tag>`, not pushed).
+/// Builds function `name` (its image `pool.test/pool/<name>:<tag>`, not pushed: a registry name
+/// of its own, so that keys, and so where they land, are the same on every bed).
 async fn build(bed: &Bed, server: &Server, name: &str, tag: &str, run: &str) -> Answered {
-    let config = format!(
-        r#"{{"image":"{}/pool/{name}:{tag}","skipPush":true}}"#,
-        bed.registry
-    );
+    let config = format!(r#"{{"image":"pool.test/pool/{name}:{tag}","skipPush":true}}"#);
     let df = format!("FROM {}\nRUN {run}\n", bed.base_image);
     let tar = request_tar(Shape::Go, &config, &[("Dockerfile", df.as_bytes(), 0o644)]);
     server.post_signed_with(tar, &[]).await
@@ -50,7 +48,7 @@ fn daemon_of(answer: &Answered) -> String {
 #[tokio::test]
 async fn a_function_stays_on_its_daemon_and_functions_spread() {
     let bed = Bed::get();
-    let (_daemons, server) = pool(&bed).await;
+    let (_daemons, server) = pool(&bed, Duration::from_secs(5)).await;
     let mut seen = Vec::new();
     for i in 0..10 {
         let answer = build(&bed, &server, "same", &format!("{i}"), &format!("echo {i}")).await;
@@ -74,7 +72,8 @@ async fn a_function_stays_on_its_daemon_and_functions_spread() {
 #[tokio::test]
 async fn a_daemon_killed_mid_build_moves_only_its_functions_and_gets_them_back() {
     let bed = Bed::get();
-    let (mut daemons, server) = pool(&bed).await;
+    // Probed often, so the test sees the killed daemon come back soon.
+    let (mut daemons, server) = pool(&bed, Duration::from_millis(500)).await;
     let names: Vec<String> = (0..12).map(|i| format!("f{i}")).collect();
     let mut home = BTreeMap::new();
     for name in &names {
@@ -138,7 +137,7 @@ async fn a_daemon_killed_mid_build_moves_only_its_functions_and_gets_them_back()
 #[tokio::test]
 async fn a_burst_of_one_function_spills_past_the_bound_and_every_build_succeeds() {
     let bed = Bed::get();
-    let (_daemons, server) = pool(&bed).await;
+    let (_daemons, server) = pool(&bed, Duration::from_secs(5)).await;
     let first = daemon_of(&build(&bed, &server, "burst", "0", "true").await);
     let builds: Vec<_> = (1..=6)
         .map(|i| {
