@@ -87,6 +87,18 @@ pub(crate) enum BuildError {
         /// The daemon's or the registry's words.
         message: String,
     },
+    /// The daemon chosen cannot do what the build asks (attestations, a reproducible build).
+    #[error("daemon {daemon} ({version}) cannot {what}: that needs a standalone buildkitd {needs} or later")]
+    DaemonCannot {
+        /// The daemon's stable name.
+        daemon: String,
+        /// Its BuildKit version, or why it has none to tell.
+        version: String,
+        /// What it cannot do, naming the config fields.
+        what: &'static str,
+        /// The BuildKit release that can.
+        needs: &'static str,
+    },
     /// BuildKit or the registry could not be reached; retrying later may help.
     #[error("{message}")]
     Unavailable {
@@ -112,6 +124,15 @@ pub(crate) enum BuildError {
         /// Why that failed.
         source: Option<Source>,
     },
+}
+
+impl From<crate::attest::AttestError> for BuildError {
+    fn from(err: crate::attest::AttestError) -> Self {
+        match err {
+            crate::attest::AttestError::Config(err) => Self::Config(err),
+            crate::attest::AttestError::Policy(err) => Self::Policy(err),
+        }
+    }
 }
 
 impl BuildError {
@@ -147,7 +168,8 @@ impl BuildError {
             Self::BuildFailed { .. }
             | Self::RegistryRefused { .. }
             | Self::RegistryCertificate { .. }
-            | Self::CredentialsWithheld { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::CredentialsWithheld { .. }
+            | Self::DaemonCannot { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,

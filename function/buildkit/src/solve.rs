@@ -41,6 +41,8 @@ pub struct Built {
     pub digest: Option<String>,
     /// The daemon's exporter response (e.g. `containerimage.digest`, `image.name`).
     pub exporter_response: HashMap<String, String>,
+    /// Digests of the attestation manifests in the pushed index, one per platform.
+    pub attestations: Vec<String>,
 }
 
 /// Aborts a spawned task when dropped, so no path leaves it running.
@@ -158,9 +160,11 @@ impl Client {
             (Output::Push(_), _) => exporter_response.get("containerimage.digest").cloned(),
             _ => None,
         };
+        let attestations = lock(&log).attestations();
         Ok(Built {
             digest,
             exporter_response,
+            attestations,
         })
     }
 }
