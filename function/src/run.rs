@@ -249,6 +249,14 @@ async fn request(
         crate::attest::REQUEST_ANNOTATION.to_owned(),
         prepared.request_digest.clone(),
     );
+    if asked.attestations.provenance.is_some() {
+        // Provenance records the frontend's options (of every mode, build args and labels only
+        // in `max`); the Dockerfile frontend ignores this one.
+        request.frontend_attrs.insert(
+            crate::attest::REQUEST_ANNOTATION.to_owned(),
+            prepared.request_digest.clone(),
+        );
+    }
     if let Some(to) = request.cache.export.as_ref() {
         if matches!(lease.member.address(), buildkit::Address::Docker(_)) {
             let _ = lines
