@@ -13,7 +13,8 @@ pub(crate) struct BuildConfig {
     pub(crate) image: Option<ImageRef>,
     /// Dockerfile `ARG`s.
     pub(crate) build_args: BTreeMap<String, String>,
-    /// Target platforms; empty for the daemon's own.
+    /// Target platforms in their normal form (`linux/arm64`), each once; empty for the daemon's
+    /// own.
     pub(crate) platforms: Vec<String>,
     /// Build without pushing.
     pub(crate) skip_push: bool,
@@ -104,6 +105,20 @@ pub(crate) enum ConfigError {
     /// `sourceDateEpoch` with `reproducible: false`.
     #[error("sourceDateEpoch: given, but reproducible is false; a source date makes a build reproducible")]
     NotReproducible,
+    /// A platform the list already names, perhaps by another name (`linux/aarch64`).
+    #[error(
+        "platforms[{index}]: {platform:?} is {normal}, which platforms[{first}] names already"
+    )]
+    RepeatedPlatform {
+        /// Its index in the list.
+        index: usize,
+        /// As given.
+        platform: String,
+        /// Its normal form.
+        normal: String,
+        /// The index that named it first.
+        first: usize,
+    },
     /// A build arg name BuildKit cannot take.
     #[error("buildArgs: invalid name {name:?}")]
     ArgName {
@@ -151,17 +166,7 @@ impl BuildConfig {
         if image.is_none() && !skip_push {
             return Err(ConfigError::NoImage);
         }
-        let platforms = raw.platforms.unwrap_or_default();
-        if let Some((index, platform)) = platforms
-            .iter()
-            .enumerate()
-            .find(|(_, p)| !valid_platform(p))
-        {
-            return Err(ConfigError::Platform {
-                index,
-                platform: platform.clone(),
-            });
-        }
+        let platforms = platforms(raw.platforms.unwrap_or_default())?;
         let cache_from = cache
             .from
             .iter()
@@ -225,14 +230,24 @@ impl BuildConfig {
     }
 }
 
-fn valid_platform(platform: &str) -> bool {
-    let parts: Vec<&str> = platform.split('/').collect();
-    (2..=3).contains(&parts.len())
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        })
+/// The platforms in their normal form ([`crate::platform`]), each once.
+fn platforms(given: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let mut normal: Vec<String> = Vec::with_capacity(given.len());
+    for (index, platform) in given.into_iter().enumerate() {
+        let Some(this) = crate::platform::normalize(&platform) else {
+            return Err(ConfigError::Platform { index, platform });
+        };
+        if let Some(first) = normal.iter().position(|p| *p == this) {
+            return Err(ConfigError::RepeatedPlatform {
+                index,
+                platform,
+                normal: this,
+                first,
+            });
+        }
+        normal.push(this);
+    }
+    Ok(normal)
 }
 
 #[cfg(test)]
@@ -246,7 +261,7 @@ mod tests {
     #[test]
     fn parses_every_field_and_lists_unknown_ones() {
         let config = BuildConfig::parse(
-            br#"{"image":"127.0.0.1:5000/fn/hello:1.0","buildArgs":{"A":"1"},"platforms":["linux/amd64","linux/arm/v7"],"skipPush":false,"frontend":"x","ref":"y"}"#,
+            br#"{"image":"127.0.0.1:5000/fn/hello:1.0","buildArgs":{"A":"1"},"platforms":["linux/amd64","Linux/armhf"],"skipPush":false,"frontend":"x","ref":"y"}"#,
         )
         .unwrap();
         let image = config.image.as_ref().unwrap();
@@ -278,6 +293,14 @@ mod tests {
         assert_eq!(
             error(r#"{"image":"a/b","platforms":["linux"]}"#),
             r#"platforms[0]: invalid platform "linux", expected os/arch[/variant] such as linux/arm64"#
+        );
+        assert_eq!(
+            error(r#"{"image":"a/b","platforms":["linux/arm64","linux/arm64/v8/x"]}"#),
+            r#"platforms[1]: invalid platform "linux/arm64/v8/x", expected os/arch[/variant] such as linux/arm64"#
+        );
+        assert_eq!(
+            error(r#"{"image":"a/b","platforms":["linux/arm64","linux/amd64","Linux/AArch64"]}"#),
+            r#"platforms[2]: "Linux/AArch64" is linux/arm64, which platforms[0] names already"#
         );
         assert_eq!(
             error(r#"{"image":"a/b","skipPush":"yes"}"#),

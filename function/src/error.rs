@@ -99,6 +99,13 @@ pub(crate) enum BuildError {
         /// The BuildKit release that can.
         needs: &'static str,
     },
+    /// The daemon chosen cannot do what the config asks: export an image for several
+    /// platforms on a Docker Engine's classic image store.
+    #[error("{message}")]
+    Unsupported {
+        /// What it cannot do, and what would.
+        message: String,
+    },
     /// BuildKit or the registry could not be reached; retrying later may help.
     #[error("{message}")]
     Unavailable {
@@ -169,7 +176,8 @@ impl BuildError {
             | Self::RegistryRefused { .. }
             | Self::RegistryCertificate { .. }
             | Self::CredentialsWithheld { .. }
-            | Self::DaemonCannot { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::DaemonCannot { .. }
+            | Self::Unsupported { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -270,6 +278,9 @@ impl From<buildkit::BuildkitError> for BuildError {
             E::CredentialsWithheld { registry, message } => {
                 Self::CredentialsWithheld { registry, message }
             }
+            E::MultiPlatformUnsupported => Self::Unsupported {
+                message: err.to_string(),
+            },
             E::Timeout { limit, running } => Self::Timeout {
                 secs: limit.as_secs(),
                 running,
@@ -324,6 +335,16 @@ mod tests {
         );
         let long = "y".repeat(200);
         assert!(err(&[&long]).ends_with(&format!("running: {}", "y".repeat(STEP_NAME_CHARS))));
+    }
+
+    #[test]
+    fn several_platforms_on_a_daemon_that_cannot_export_them_is_422_and_not_retried() {
+        let err = BuildError::from(buildkit::BuildkitError::MultiPlatformUnsupported);
+        assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(err.retry_after(), None);
+        assert!(err
+            .to_string()
+            .starts_with("this daemon cannot export a multi-platform image: "));
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod intake;
 #[doc(hidden)]
 pub mod internals;
 mod metrics;
+mod platform;
 mod policy;
 mod pool;
 mod respond;

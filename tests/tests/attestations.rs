@@ -6,7 +6,7 @@ use buildkit::Address;
 use function_builder_tests::api::{request_tar, Answered, Server, Shape};
 use function_builder_tests::bed::Bed;
 use function_builder_tests::daemons::Buildkitd;
-use function_builder_tests::oci::{self, file_in_layers, json_blob, manifest};
+use function_builder_tests::registry::Image;
 use handler::Settings;
 use sha2::{Digest, Sha256};
 
@@ -90,8 +90,7 @@ async fn push_scanner(bed: &Bed, server: &Server) -> String {
 /// The layer of an attestation manifest holding the in-toto statement whose predicate type
 /// starts with `predicate`.
 async fn statement(
-    registry: &str,
-    repo: &str,
+    image: &Image,
     attestation: &serde_json::Value,
     predicate: &str,
 ) -> serde_json::Value {
@@ -106,7 +105,7 @@ async fn statement(
         })
         .unwrap_or_else(|| panic!("a {predicate} layer in {attestation:#}"));
     assert_eq!(layer["mediaType"], "application/vnd.in-toto+json");
-    json_blob(registry, repo, layer["digest"].as_str().unwrap()).await
+    image.json_blob(layer["digest"].as_str().unwrap()).await
 }
 
 #[tokio::test]
@@ -144,18 +143,19 @@ async fn provenance_and_an_sbom_are_pushed_with_the_image_and_name_the_signed_re
         assert_eq!(listed.len(), 1, "one platform, one attestation manifest");
 
         // The index: the image and its attestation manifest, both annotated with the request.
-        let (registry, repo, tag) = oci::split(&image);
-        let index = manifest(registry, repo, tag).await;
-        assert_eq!(answer.json["digest"], index.digest.as_str());
+        let (pushed, tag) = Image::split(&image);
+        let index_bytes = pushed.manifest_bytes(&tag).await;
+        assert_eq!(answer.json["digest"], sha256(&index_bytes).as_str());
+        let index: serde_json::Value = serde_json::from_slice(&index_bytes).unwrap();
         assert_eq!(
-            index.json["mediaType"],
+            index["mediaType"],
             "application/vnd.oci.image.index.v1+json"
         );
         assert_eq!(
-            index.json["annotations"]["com.openfaas.build.request"],
+            index["annotations"]["com.openfaas.build.request"],
             request.as_str()
         );
-        let entries = index.json["manifests"].as_array().unwrap();
+        let entries = index["manifests"].as_array().unwrap();
         let image_entry = entries
             .iter()
             .find(|m| m["platform"]["architecture"] == "amd64")
@@ -170,22 +170,16 @@ async fn provenance_and_an_sbom_are_pushed_with_the_image_and_name_the_signed_re
             attestation_entry["annotations"]["vnd.docker.reference.digest"],
             image_digest
         );
-        let image_manifest = manifest(registry, repo, image_digest).await;
+        let image_manifest = pushed.manifest(image_digest).await;
         assert_eq!(
-            image_manifest.json["annotations"]["com.openfaas.build.request"],
+            image_manifest["annotations"]["com.openfaas.build.request"],
             request.as_str()
         );
 
         // The provenance: its subject is the image; it names the request (both modes) and the
         // build args (max only: min leaves them out, and says so).
-        let attestation = manifest(registry, repo, listed[0]).await;
-        let provenance = statement(
-            registry,
-            repo,
-            &attestation.json,
-            "https://slsa.dev/provenance/",
-        )
-        .await;
+        let attestation = pushed.manifest(listed[0]).await;
+        let provenance = statement(&pushed, &attestation, "https://slsa.dev/provenance/").await;
         assert_eq!(
             provenance["subject"][0]["digest"]["sha256"],
             image_digest.trim_start_matches("sha256:")
@@ -214,13 +208,7 @@ async fn provenance_and_an_sbom_are_pushed_with_the_image_and_name_the_signed_re
         }
 
         // The SBOM, from the stand-in generator: the image's files with their digests.
-        let sbom = statement(
-            registry,
-            repo,
-            &attestation.json,
-            "https://spdx.dev/Document",
-        )
-        .await;
+        let sbom = statement(&pushed, &attestation, "https://spdx.dev/Document").await;
         let files = sbom["predicate"]["files"].as_array().unwrap();
         let app = files
             .iter()
@@ -331,17 +319,12 @@ async fn two_cold_builds_of_one_reproducible_request_push_one_digest() {
     eprintln!("reproducible: {first} and {second}");
     assert_eq!(first, second, "two cold builds of one reproducible request");
     // Its date is the newest mtime of the request's context (every entry's is 1700000000).
-    let (registry, repo, _) = oci::split(&image);
-    let pushed = manifest(registry, repo, &first).await;
-    let config = json_blob(
-        registry,
-        repo,
-        pushed.json["config"]["digest"].as_str().unwrap(),
-    )
-    .await;
+    let (pushed, _) = Image::split(&image);
+    let manifest = pushed.manifest(&first).await;
+    let config = pushed.config(&manifest).await;
     assert_eq!(config["created"], "2023-11-14T22:13:20Z", "{config:#}");
     assert_eq!(
-        file_in_layers(registry, repo, &pushed.json, "same").await,
+        pushed.file(&manifest, "same").await,
         Some(b"same\n".to_vec())
     );
 

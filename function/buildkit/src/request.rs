@@ -264,9 +264,10 @@ pub(crate) fn solve_request(
 /// buildkitd's image exporter attributes: `attrs`, with the request's annotations and, for a
 /// reproducible build, `rewrite-timestamp`.
 fn image_attrs(req: &BuildRequest, mut attrs: HashMap<String, String>) -> HashMap<String, String> {
-    // An index exists for several platforms and wherever attestations are attached; BuildKit
-    // refuses index annotations on a lone manifest.
-    let index = req.platforms.len() > 1 || req.attestations.any();
+    // The index too where attestations make one (an OCI index then, whatever the platforms).
+    // Not a plain multi-platform list: an index annotation makes BuildKit write OCI media types
+    // where it would write Docker's list, and it refuses one on a lone manifest.
+    let index = req.attestations.any();
     for (key, value) in &req.annotations {
         attrs.insert(format!("annotation.{key}"), value.clone());
         if index {

@@ -95,6 +95,14 @@ impl Client {
         log: Arc<Mutex<StepLog>>,
     ) -> Result<Built, BuildkitError> {
         let is_docker = matches!(self.address, Address::Docker(_));
+        // Said before the build: a Docker Engine that cannot export them would build every
+        // platform (under emulation, slowly) and refuse only then.
+        if req.platforms.len() > 1
+            && req.output != Output::Discard
+            && !self.exports_multi_platform().await?
+        {
+            return Err(BuildkitError::MultiPlatformUnsupported);
+        }
         // Only a daemon that answers Info (BuildKit v0.11+) applies a source policy.
         let enforces = req.read_policy != ReadPolicy::Any && self.version().await?.is_some();
         let access = Arc::new(Access::new(
