@@ -301,6 +301,7 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.is::<serve::Interrupted>() => ExitCode::from(130),
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

@@ -50,7 +50,7 @@ enum Network {
 /// How long requests may take; a local build gets as long as the production default allows.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Serves until SIGINT (Ctrl-C) or SIGTERM. Then it stops accepting and returns at once: the
+/// Serves until SIGINT (Ctrl-C; then [`Interrupted`]) or SIGTERM. Then it stops accepting and returns at once: the
 /// caller drops the builds in flight, which cancels them in BuildKit (a local server has no
 /// queue-worker to retry, and whoever stops it wants the daemon idle, not a drain of minutes).
 pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
@@ -97,17 +97,37 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
         write_timeout: Some(REQUEST_TIMEOUT),
         ..openfaas_runtime::Config::default()
     };
-    tokio::select! {
+    let stopped_by = tokio::select! {
         served = openfaas_runtime::serve_with(listener, config, handler, std::future::pending()) => {
             served?;
+            None
         }
         name = stop => {
             tracing::info!("{name} received: stopping, builds in flight are cancelled");
+            Some(name)
         }
-    }
+    };
     drop(secret);
-    Ok(())
+    match stopped_by {
+        // Ctrl-C ends a foreground program with 130 whether it handles the signal or dies of it:
+        // a shell that waits for it (deploy/quickstart's bed) then says so, without a race on
+        // which of the two got the signal first.
+        Some("SIGINT") => Err(Interrupted.into()),
+        _ => Ok(()),
+    }
 }
+
+/// `serve` stopped by Ctrl-C: the process exits 130, as a shell reports a Ctrl-C.
+#[derive(Debug)]
+pub(crate) struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// The production server's log lines (one per request, one per build, with the call id), on
 /// stderr as of-watchdog would pass them on.
