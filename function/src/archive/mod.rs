@@ -144,6 +144,7 @@ fn entry(name: &str, node: &Node) -> Entry {
         permissions: node.permissions,
         size,
         mtime_ns: node.mtime_ns,
+        link_group: None,
     }
 }
 
