@@ -23,10 +23,10 @@ pub(crate) struct Walked {
 /// the Go client, so files `COPY`d without `--chown` belong to root.
 ///
 /// Of the files of one link group, the first one sent carries the data; each later one is a STAT
-/// with `linkname` naming it and no size, as fsutil sends a file whose inode it has sent before
-/// (and as its filter re-points links whose first name was filtered out). fsutil's receiver
-/// refuses a `linkname` naming anything but an earlier file sent with data, and BuildKit's
-/// content hash gives each link its source's digest.
+/// with `linkname` naming it, as fsutil sends a file whose inode it has sent before (and as its
+/// filter re-points links whose first name was filtered out). fsutil's receiver refuses a
+/// `linkname` naming anything but an earlier file sent with data, and BuildKit's content hash
+/// gives each link its source's digest.
 ///
 /// # Errors
 /// When a directory cannot be read.
@@ -120,10 +120,12 @@ impl Walker<'_> {
     fn link_to_first(&mut self, group: u64, walked: &mut Walked) {
         match self.first_sent.entry(group) {
             hash_map::Entry::Occupied(first) => {
-                // The receiver links it to the file it already has, and copies the inode's
-                // digest; nothing is requested, as with fsutil's size 0 for a link.
+                // The receiver links it to the file it already has and never requests it. The
+                // size stays: fsutil's stat keeps it for a link too (its `Size = 0` is overwritten),
+                // and the receiver compares it with what it kept from the last transfer; a link
+                // it took for changed would be linked again over the same inode, a rename that
+                // does nothing, and BuildKit v0.8 then leaves a `.tmp.*` name in the context.
                 walked.stat.linkname = first.get().clone();
-                walked.stat.size = 0;
                 walked.is_file = false;
             }
             hash_map::Entry::Vacant(first) => {
@@ -227,7 +229,8 @@ mod tests {
         assert_eq!(paths(&tree, &["nothing"], &[]), Vec::<String>::new());
     }
 
-    /// (path, linkname, size, requestable) of every file sent.
+    /// (path, linkname, size, requestable) of every file sent: a link has its file's size, as
+    /// fsutil's stat gives it, and cannot be requested.
     fn files(
         tree: &MemTree,
         include: &[&str],
@@ -245,12 +248,7 @@ mod tests {
 
     fn sent(path: &str, linkname: &str) -> (String, String, i64, bool) {
         let data = linkname.is_empty();
-        (
-            path.to_owned(),
-            linkname.to_owned(),
-            if data { 3 } else { 0 },
-            data,
-        )
+        (path.to_owned(), linkname.to_owned(), 3, data)
     }
 
     #[test]
