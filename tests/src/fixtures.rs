@@ -88,15 +88,16 @@ pub const T3: u64 = 1_650_000_000;
 /// A context of hardlinks, as tar headers in order: `a` with two more names in other
 /// directories whose headers carry other modes and mtimes (0755 at [`T2`], then 0600 at [`T3`]);
 /// `0ign`, which `.dockerignore` leaves out, with two names kept (`y` and `sub/x`); `z/d`, whose
-/// one other name `sub/e` comes first in the walk. `content_a` is `a`'s content.
-pub fn hardlink_tree(base_image: &str, content_a: &str) -> Vec<Header> {
+/// one other name `sub/e` comes first in the walk. `content_a` is `a`'s content; `dockerignore`
+/// the `.dockerignore` (`"0ign\n"` leaves `0ign` out).
+pub fn hardlink_tree(base_image: &str, content_a: &str, dockerignore: &str) -> Vec<Header> {
     let file =
         |path: &str, mode, mtime, data: &str| Header::File(path.into(), mode, mtime, data.into());
     let link = |path: &str, target: &str, mode, mtime| {
         Header::Link(path.into(), target.into(), mode, mtime)
     };
     vec![
-        file(".dockerignore", 0o644, T0, "0ign\n"),
+        file(".dockerignore", 0o644, T0, dockerignore),
         file(
             "Dockerfile",
             0o644,

@@ -32,18 +32,26 @@ fn shared_inodes(listing: &str) -> String {
     out
 }
 
-/// What every build of the tree shows, given the Dockerfile's content and `a`'s; `ignored` adds
-/// what a build that does not read `.dockerignore` shows: `0ign` as the group's third name.
-fn expected(dockerfile: &str, a: &str, ignored: bool) -> String {
+/// What every build of the tree shows, given the Dockerfile's content, `a`'s and the
+/// `.dockerignore`'s; `kept` when `0ign` is in the image (a build that reads no `.dockerignore`,
+/// or one that names nothing): then it is its group's third name, and the first listed.
+fn expected(dockerfile: &str, a: &str, dockerignore: &str, kept: bool) -> String {
     let line = |path: &str, first: &str, links: u32, mode: &str, mtime: u64, data: &str| {
         let size = data.len();
         let data = data.replace('\n', "|");
         format!("{path} ={first} {links} {mode} {mtime} {size} 0:0 {data}\n")
     };
-    let ign = if ignored { "./0ign" } else { "./sub/x" };
-    let ign_links = if ignored { 3 } else { 2 };
-    let mut out = line("./.dockerignore", "./.dockerignore", 1, "644", T0, "0ign\n");
-    if ignored {
+    let ign = if kept { "./0ign" } else { "./sub/x" };
+    let ign_links = if kept { 3 } else { 2 };
+    let mut out = line(
+        "./.dockerignore",
+        "./.dockerignore",
+        1,
+        "644",
+        T0,
+        dockerignore,
+    );
+    if kept {
         out += &line("./0ign", ign, 3, "644", T0, "ignored-first\n");
     }
     out += &line("./Dockerfile", "./Dockerfile", 1, "644", T0, dockerfile);
@@ -70,8 +78,8 @@ fn listing_of_local(bed: &Bed, tag: &str) -> String {
 async fn hardlinks_reach_the_image_as_docker_builds_them() {
     let bed = Bed::get();
     let dockerfile = format!("FROM {}\nCOPY . /ctx/\n", bed.base_image);
-    let a = "data-a\n";
-    let tree = hardlink_tree(&bed.base_image, a);
+    let (a, ignore) = ("data-a\n", "0ign\n");
+    let tree = hardlink_tree(&bed.base_image, a, ignore);
 
     // The Docker CLI, from the tree as a directory (the bed's CLI has no buildx: its classic
     // builder, which packs the directory with its hardlinks and leaves out what .dockerignore
@@ -82,7 +90,7 @@ async fn hardlinks_reach_the_image_as_docker_builds_them() {
     let (ok, _, stderr) = bed.docker(&["build", "-q", "-t", tag, dir.path().to_str().unwrap()]);
     assert!(ok, "docker build: {stderr}");
     let cli = listing_of_local(&bed, tag);
-    assert_eq!(cli, expected(&dockerfile, a, false), "docker build");
+    assert_eq!(cli, expected(&dockerfile, a, ignore, false), "docker build");
 
     // The Engine's BuildKit, from the tree as a tar, as a client uploading a tar context: the
     // header mode rule comes from here (it reads no .dockerignore of a tar context).
@@ -102,28 +110,33 @@ async fn hardlinks_reach_the_image_as_docker_builds_them() {
     let engine = listing_of_local(&bed, tag);
     assert_eq!(
         engine,
-        expected(&dockerfile, a, true),
+        expected(&dockerfile, a, ignore, true),
         "POST /build?version=2"
     );
 
-    // The builder, from the request tar, on every daemon; then again with `a` edited, which the
-    // daemon receives as a change to the context it kept from the first build.
+    // The builder, from the request tar, on every daemon; then twice more, each a change to the
+    // context the daemon kept from the build before: `a` edited (its three names relinked to a
+    // new inode), then `0ign` no longer ignored (it carries its group's data; `sub/x` becomes a
+    // link to it).
+    let rounds = [
+        ("data-a\n", "0ign\n"),
+        ("data-a, edited\n", "0ign\n"),
+        ("data-a, edited\n", "# nothing\n"),
+    ];
     for (n, (daemon, server)) in servers(&bed, |_| {}).await.into_iter().enumerate() {
-        for (round, a) in ["data-a\n", "data-a, edited\n"].into_iter().enumerate() {
+        for (round, (a, ignore)) in rounds.into_iter().enumerate() {
             let image = format!("{}/hardlinks/builder-{n}:{round}", bed.registry);
             let config = format!(r#"{{"image":"{image}"}}"#);
-            let tar = headers_tar(
-                &hardlink_tree(&bed.base_image, a),
-                "context/",
-                Some(&config),
-            );
+            let tree = hardlink_tree(&bed.base_image, a, ignore);
+            let tar = headers_tar(&tree, "context/", Some(&config));
             let (status, json) = server.post_signed(tar).await;
             assert_eq!(status, 200, "{daemon}: {json:#}");
             assert_eq!(json["status"], "success", "{daemon}: {json:#}");
             let built = shared_inodes(&bed.run_in_image(&image, LISTING));
+            let kept = ignore != "0ign\n";
             assert_eq!(
                 built,
-                expected(&dockerfile, a, false),
+                expected(&dockerfile, a, ignore, kept),
                 "the builder on {daemon}, round {round}"
             );
         }
