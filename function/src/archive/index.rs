@@ -379,22 +379,20 @@ impl Indexer {
                 if parts.len() < 2 || parts[0] != CONTEXT_DIR {
                     return Err(not_earlier());
                 }
-                let node = match self.nodes.get(&parts[1..].join("/")) {
+                let (node, inode) = match self.nodes.get(&parts[1..].join("/")) {
                     Some(
                         node @ Node {
-                            kind: Kind::File { .. },
+                            kind: Kind::File { inode, .. },
                             ..
                         },
-                    ) => node.clone(),
+                    ) => (node.clone(), *inode),
                     _ => return Err(not_earlier()),
                 };
-                if let Kind::File { inode, .. } = node.kind {
-                    // This header's mode and mtime are now the inode's; its nanoseconds still
-                    // come from the content.
-                    let shared = &mut self.inodes[inode as usize];
-                    shared.permissions = meta.mode;
-                    shared.mtime_ns = mtime_ns(shared.mtime_ns.rem_euclid(1_000_000_000) as u32)?;
-                }
+                // This header's mode and mtime are now the inode's; its nanoseconds still come
+                // from the content.
+                let shared = &mut self.inodes[inode as usize];
+                shared.permissions = meta.mode;
+                shared.mtime_ns = mtime_ns(shared.mtime_ns.rem_euclid(1_000_000_000) as u32)?;
                 node
             }
             other => {
