@@ -154,6 +154,22 @@ struct RequestArgs {
     /// Build without pushing.
     #[arg(long)]
     skip_push: bool,
+    /// Attach SLSA provenance: min, max or none (default: the builder's setting). Needs a
+    /// standalone buildkitd v0.11+.
+    #[arg(long, value_name = "MODE", value_parser = ["min", "max", "none"])]
+    provenance: Option<String>,
+    /// Attach an SBOM, made by the builder's generator or by GENERATOR (an image the builder
+    /// allows); `--sbom=false` for none (default: the builder's setting).
+    #[arg(long, value_name = "GENERATOR", num_args = 0..=1, default_missing_value = "true")]
+    sbom: Option<String>,
+    /// Build reproducibly: layer timestamps and the image's dates are SOURCE_DATE_EPOCH (this
+    /// CLI packs every file with mtime 1, so give --source-date-epoch for a meaningful date).
+    #[arg(long)]
+    reproducible: bool,
+    /// The reproducible build's date, in seconds since 1970 (implies --reproducible), e.g.
+    /// $(git log -1 --format=%ct).
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    source_date_epoch: Option<u64>,
     /// Put every crate the context's cargo workspace (its root Cargo.toml, e.g. a rust-http
     /// stack function's) needs into it (`cargo vendor`, leaving out other platforms' crates
     /// when cargo-vendor-filterer is installed), so it builds with no network. Implies --gzip.
@@ -189,6 +205,14 @@ impl RequestArgs {
             build_args: BTreeMap::new(),
             platforms: self.platforms.clone(),
             skip_push: self.skip_push,
+            provenance: self.provenance.clone(),
+            sbom: self.sbom.as_deref().map(|v| match v {
+                "true" => handler::wire::Sbom::Enabled(true),
+                "false" => handler::wire::Sbom::Enabled(false),
+                generator => handler::wire::Sbom::Generator(generator.to_owned()),
+            }),
+            reproducible: self.reproducible,
+            source_date_epoch: self.source_date_epoch,
             gzip: self.gzip || self.vendor,
         };
         let mut stack_secrets = BTreeMap::new();
@@ -354,6 +378,12 @@ async fn run(cli: Cli) -> Result<()> {
             }
             if let Some(steps) = outcome.steps {
                 println!("steps: {} ({} cached)", steps.total, steps.cached);
+            }
+            if let Some(request) = outcome.request_digest {
+                println!("request: {request}");
+            }
+            for attestation in outcome.attestations {
+                println!("attestation: {attestation}");
             }
             Ok(())
         }

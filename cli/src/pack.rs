@@ -20,11 +20,20 @@ use crate::layout::{Layout, Node};
 const MTIME: u64 = 1;
 
 /// The request config.
+#[derive(Default)]
 pub(crate) struct Config {
     pub(crate) image: Option<String>,
     pub(crate) build_args: BTreeMap<String, String>,
     pub(crate) platforms: Vec<String>,
     pub(crate) skip_push: bool,
+    /// `provenance`: `min`, `max` or `none`; `None`: the builder's default.
+    pub(crate) provenance: Option<String>,
+    /// `sbom`; `None`: the builder's default.
+    pub(crate) sbom: Option<wire::Sbom>,
+    /// `reproducible`, when asked.
+    pub(crate) reproducible: bool,
+    /// `sourceDateEpoch`.
+    pub(crate) source_date_epoch: Option<u64>,
     /// Send the tar gzip-compressed (the builder takes either; not part of the JSON).
     pub(crate) gzip: bool,
 }
@@ -38,6 +47,10 @@ impl Config {
             image: self.image.clone(),
             platforms: (!self.platforms.is_empty()).then(|| self.platforms.clone()),
             skip_push: self.skip_push.then_some(true),
+            provenance: self.provenance.clone(),
+            sbom: self.sbom.clone(),
+            reproducible: self.reproducible.then_some(true),
+            source_date_epoch: self.source_date_epoch,
             ..wire::Config::default()
         };
         serde_json::to_vec(&wire).expect("a config of strings")

@@ -111,9 +111,7 @@ mod tests {
         let config = Config {
             image: Some("r/x:1".into()),
             build_args: Default::default(),
-            platforms: Vec::new(),
-            skip_push: false,
-            gzip: false,
+            ..Config::default()
         };
         let sealed = Some(&b"version: v1\n"[..]);
         let spooled = spool(&layout, &config, sealed, "  s3cret\n").unwrap();

@@ -17,6 +17,10 @@ pub(crate) struct Outcome {
     pub(crate) digest: Option<String>,
     /// Dockerfile steps, and how many came from the cache.
     pub(crate) steps: Option<handler::wire::Steps>,
+    /// `sha256:…` of the signed request, as the image's annotation names it.
+    pub(crate) request_digest: Option<String>,
+    /// The attestation manifests pushed with the image.
+    pub(crate) attestations: Vec<String>,
 }
 
 /// POSTs a signed request to `url` with `extra` headers; returns the response, body streaming.
@@ -82,6 +86,8 @@ pub(crate) fn outcome(result: &Report, status: http::StatusCode) -> Result<Outco
             image: result.image.clone(),
             digest: result.digest.clone(),
             steps: result.steps,
+            request_digest: result.request_digest.clone(),
+            attestations: result.attestations.clone(),
         }),
         _ => {
             let error = result.error.as_deref().unwrap_or("no error message");

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use buildkit::{ImageRef, ReferenceError};
+use buildkit::{ImageRef, Provenance, ReferenceError};
 
-use crate::wire::{Config, CONFIG_NAME};
+use crate::wire::{Config, Sbom, CONFIG_NAME};
 
 /// The request's build config, its references parsed and normalised once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,7 +13,8 @@ pub(crate) struct BuildConfig {
     pub(crate) image: Option<ImageRef>,
     /// Dockerfile `ARG`s.
     pub(crate) build_args: BTreeMap<String, String>,
-    /// Target platforms; empty for the daemon's own.
+    /// Target platforms in their normal form (`linux/arm64`), each once; empty for the daemon's
+    /// own.
     pub(crate) platforms: Vec<String>,
     /// Build without pushing.
     pub(crate) skip_push: bool,
@@ -21,8 +22,27 @@ pub(crate) struct BuildConfig {
     pub(crate) cache_from: Vec<ImageRef>,
     /// The cache ref to export to (`cache.to`).
     pub(crate) cache_to: Option<ImageRef>,
+    /// SLSA provenance: `Some(None)` for `"none"`; `None`: the builder's default.
+    pub(crate) provenance: Option<Option<Provenance>>,
+    /// An SBOM; `None`: the builder's default.
+    pub(crate) sbom: Option<SbomAsk>,
+    /// A reproducible build; `None`: the builder's default.
+    pub(crate) reproducible: Option<bool>,
+    /// The reproducible build's `SOURCE_DATE_EPOCH`, if given.
+    pub(crate) source_date_epoch: Option<u64>,
     /// Fields this builder does not know, listed in the log (forward compatibility).
     pub(crate) unknown_fields: Vec<String>,
+}
+
+/// What a config asks of the SBOM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SbomAsk {
+    /// None (`false`).
+    Off,
+    /// With the builder's generator (`true`).
+    Default,
+    /// With this generator image.
+    Generator(ImageRef),
 }
 
 /// Why a config was refused (400); each names the field.
@@ -61,6 +81,43 @@ pub(crate) enum ConfigError {
         index: usize,
         /// As given.
         platform: String,
+    },
+    /// A provenance mode BuildKit does not have.
+    #[error("provenance: {value:?} is not min, max or none")]
+    Provenance {
+        /// As given.
+        value: String,
+    },
+    /// A `SOURCE_DATE_EPOCH` build arg of a reproducible build that is no date.
+    #[error("buildArgs.SOURCE_DATE_EPOCH: {value:?} is not a whole number of seconds since 1970")]
+    Epoch {
+        /// As given.
+        value: String,
+    },
+    /// A `SOURCE_DATE_EPOCH` build arg other than `sourceDateEpoch`.
+    #[error("buildArgs.SOURCE_DATE_EPOCH: {arg} differs from sourceDateEpoch {given}")]
+    EpochConflict {
+        /// `sourceDateEpoch`.
+        given: u64,
+        /// The build arg.
+        arg: u64,
+    },
+    /// `sourceDateEpoch` with `reproducible: false`.
+    #[error("sourceDateEpoch: given, but reproducible is false; a source date makes a build reproducible")]
+    NotReproducible,
+    /// A platform the list already names, perhaps by another name (`linux/aarch64`).
+    #[error(
+        "platforms[{index}]: {platform:?} is {normal}, which platforms[{first}] names already"
+    )]
+    RepeatedPlatform {
+        /// Its index in the list.
+        index: usize,
+        /// As given.
+        platform: String,
+        /// Its normal form.
+        normal: String,
+        /// The index that named it first.
+        first: usize,
     },
     /// A build arg name BuildKit cannot take.
     #[error("buildArgs: invalid name {name:?}")]
@@ -109,17 +166,7 @@ impl BuildConfig {
         if image.is_none() && !skip_push {
             return Err(ConfigError::NoImage);
         }
-        let platforms = raw.platforms.unwrap_or_default();
-        if let Some((index, platform)) = platforms
-            .iter()
-            .enumerate()
-            .find(|(_, p)| !valid_platform(p))
-        {
-            return Err(ConfigError::Platform {
-                index,
-                platform: platform.clone(),
-            });
-        }
+        let platforms = platforms(raw.platforms.unwrap_or_default())?;
         let cache_from = cache
             .from
             .iter()
@@ -133,6 +180,28 @@ impl BuildConfig {
             )?),
             None => None,
         };
+        let provenance = match raw.provenance.as_deref() {
+            None => None,
+            Some("none") => Some(None),
+            Some("min") => Some(Some(Provenance::Min)),
+            Some("max") => Some(Some(Provenance::Max)),
+            Some(other) => {
+                return Err(ConfigError::Provenance {
+                    value: other.to_owned(),
+                })
+            }
+        };
+        let sbom = match raw.sbom {
+            None => None,
+            Some(Sbom::Enabled(false)) => Some(SbomAsk::Off),
+            Some(Sbom::Enabled(true)) => Some(SbomAsk::Default),
+            Some(Sbom::Generator(text)) => {
+                Some(SbomAsk::Generator(reference("sbom".to_owned(), &text)?))
+            }
+        };
+        if raw.source_date_epoch.is_some() && raw.reproducible == Some(false) {
+            return Err(ConfigError::NotReproducible);
+        }
         let build_args = raw.build_args.unwrap_or_default();
         if let Some(name) = build_args
             .keys()
@@ -147,6 +216,10 @@ impl BuildConfig {
             skip_push,
             cache_from,
             cache_to,
+            provenance,
+            sbom,
+            reproducible: raw.reproducible,
+            source_date_epoch: raw.source_date_epoch,
             unknown_fields: raw.unknown.into_keys().collect(),
         })
     }
@@ -157,14 +230,24 @@ impl BuildConfig {
     }
 }
 
-fn valid_platform(platform: &str) -> bool {
-    let parts: Vec<&str> = platform.split('/').collect();
-    (2..=3).contains(&parts.len())
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        })
+/// The platforms in their normal form ([`crate::platform`]), each once.
+fn platforms(given: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let mut normal: Vec<String> = Vec::with_capacity(given.len());
+    for (index, platform) in given.into_iter().enumerate() {
+        let Some(this) = crate::platform::normalize(&platform) else {
+            return Err(ConfigError::Platform { index, platform });
+        };
+        if let Some(first) = normal.iter().position(|p| *p == this) {
+            return Err(ConfigError::RepeatedPlatform {
+                index,
+                platform,
+                normal: this,
+                first,
+            });
+        }
+        normal.push(this);
+    }
+    Ok(normal)
 }
 
 #[cfg(test)]
@@ -178,7 +261,7 @@ mod tests {
     #[test]
     fn parses_every_field_and_lists_unknown_ones() {
         let config = BuildConfig::parse(
-            br#"{"image":"127.0.0.1:5000/fn/hello:1.0","buildArgs":{"A":"1"},"platforms":["linux/amd64","linux/arm/v7"],"skipPush":false,"frontend":"x","ref":"y"}"#,
+            br#"{"image":"127.0.0.1:5000/fn/hello:1.0","buildArgs":{"A":"1"},"platforms":["linux/amd64","Linux/armhf"],"skipPush":false,"frontend":"x","ref":"y"}"#,
         )
         .unwrap();
         let image = config.image.as_ref().unwrap();
@@ -210,6 +293,14 @@ mod tests {
         assert_eq!(
             error(r#"{"image":"a/b","platforms":["linux"]}"#),
             r#"platforms[0]: invalid platform "linux", expected os/arch[/variant] such as linux/arm64"#
+        );
+        assert_eq!(
+            error(r#"{"image":"a/b","platforms":["linux/arm64","linux/arm64/v8/x"]}"#),
+            r#"platforms[1]: invalid platform "linux/arm64/v8/x", expected os/arch[/variant] such as linux/arm64"#
+        );
+        assert_eq!(
+            error(r#"{"image":"a/b","platforms":["linux/arm64","linux/amd64","Linux/AArch64"]}"#),
+            r#"platforms[2]: "Linux/AArch64" is linux/arm64, which platforms[0] names already"#
         );
         assert_eq!(
             error(r#"{"image":"a/b","skipPush":"yes"}"#),
@@ -250,5 +341,48 @@ mod tests {
             error(r#"{"image":"a/b","buildArgs":{"A=B":"x"}}"#),
             r#"buildArgs: invalid name "A=B""#
         );
+    }
+
+    #[test]
+    fn attestations_and_reproducibility_are_the_configs_or_left_to_the_builder() {
+        let config = BuildConfig::parse(
+            br#"{"image":"a/b","provenance":"max","sbom":"r.io/scan:1","sourceDateEpoch":1700000000}"#,
+        )
+        .unwrap();
+        assert_eq!(config.provenance, Some(Some(Provenance::Max)));
+        assert_eq!(
+            config.sbom,
+            Some(SbomAsk::Generator("r.io/scan:1".parse().unwrap()))
+        );
+        assert_eq!(config.source_date_epoch, Some(1_700_000_000));
+        let config =
+            BuildConfig::parse(br#"{"image":"a/b","provenance":"none","sbom":false}"#).unwrap();
+        assert_eq!(
+            (config.provenance, config.sbom, config.reproducible),
+            (Some(None), Some(SbomAsk::Off), None)
+        );
+        let config = BuildConfig::parse(br#"{"image":"a/b","sbom":true}"#).unwrap();
+        assert_eq!(
+            (config.provenance, config.sbom),
+            (None, Some(SbomAsk::Default))
+        );
+        assert_eq!(
+            error(r#"{"image":"a/b","provenance":"full"}"#),
+            r#"provenance: "full" is not min, max or none"#
+        );
+        assert_eq!(
+            error(r#"{"image":"a/b","sbom":"Bad Ref"}"#),
+            r#"sbom: invalid reference "Bad Ref""#
+        );
+        assert_eq!(
+            error(r#"{"image":"a/b","sbom":1}"#),
+            "sbom: expected true, false or a generator image reference at line 1 column 24"
+        );
+        assert_eq!(
+            error(r#"{"image":"a/b","reproducible":false,"sourceDateEpoch":1}"#),
+            "sourceDateEpoch: given, but reproducible is false; a source date makes a build reproducible"
+        );
+        assert!(error(r#"{"image":"a/b","sourceDateEpoch":-1}"#)
+            .starts_with("sourceDateEpoch: invalid value: integer `-1`"));
     }
 }

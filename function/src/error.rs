@@ -87,6 +87,25 @@ pub(crate) enum BuildError {
         /// The daemon's or the registry's words.
         message: String,
     },
+    /// The daemon chosen cannot do what the build asks (attestations, a reproducible build).
+    #[error("daemon {daemon} ({version}) cannot {what}: that needs a standalone buildkitd {needs} or later")]
+    DaemonCannot {
+        /// The daemon's stable name.
+        daemon: String,
+        /// Its BuildKit version, or why it has none to tell.
+        version: String,
+        /// What it cannot do, naming the config fields.
+        what: &'static str,
+        /// The BuildKit release that can.
+        needs: &'static str,
+    },
+    /// The daemon chosen cannot do what the config asks: export an image for several
+    /// platforms on a Docker Engine's classic image store.
+    #[error("{message}")]
+    Unsupported {
+        /// What it cannot do, and what would.
+        message: String,
+    },
     /// BuildKit or the registry could not be reached; retrying later may help.
     #[error("{message}")]
     Unavailable {
@@ -112,6 +131,15 @@ pub(crate) enum BuildError {
         /// Why that failed.
         source: Option<Source>,
     },
+}
+
+impl From<crate::attest::AttestError> for BuildError {
+    fn from(err: crate::attest::AttestError) -> Self {
+        match err {
+            crate::attest::AttestError::Config(err) => Self::Config(err),
+            crate::attest::AttestError::Policy(err) => Self::Policy(err),
+        }
+    }
 }
 
 impl BuildError {
@@ -147,7 +175,9 @@ impl BuildError {
             Self::BuildFailed { .. }
             | Self::RegistryRefused { .. }
             | Self::RegistryCertificate { .. }
-            | Self::CredentialsWithheld { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::CredentialsWithheld { .. }
+            | Self::DaemonCannot { .. }
+            | Self::Unsupported { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -248,6 +278,9 @@ impl From<buildkit::BuildkitError> for BuildError {
             E::CredentialsWithheld { registry, message } => {
                 Self::CredentialsWithheld { registry, message }
             }
+            E::MultiPlatformUnsupported => Self::Unsupported {
+                message: err.to_string(),
+            },
             E::Timeout { limit, running } => Self::Timeout {
                 secs: limit.as_secs(),
                 running,
@@ -302,6 +335,16 @@ mod tests {
         );
         let long = "y".repeat(200);
         assert!(err(&[&long]).ends_with(&format!("running: {}", "y".repeat(STEP_NAME_CHARS))));
+    }
+
+    #[test]
+    fn several_platforms_on_a_daemon_that_cannot_export_them_is_422_and_not_retried() {
+        let err = BuildError::from(buildkit::BuildkitError::MultiPlatformUnsupported);
+        assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(err.retry_after(), None);
+        assert!(err
+            .to_string()
+            .starts_with("this daemon cannot export a multi-platform image: "));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use openfaas_runtime::http::header;
 use openfaas_runtime::Request;
 
 use crate::archive::{Archive, Limits};
+use crate::attest::Asked;
 use crate::buildconfig::BuildConfig;
 use crate::builder::Builder;
 use crate::error::BuildError;
@@ -29,6 +30,10 @@ pub(crate) struct Prepared {
     /// Opened build secrets by id, for `RUN --mount=type=secret`.
     pub(crate) secrets: HashMap<String, Bytes>,
     pub(crate) bytes_in: u64,
+    /// `sha256:…` of the signed body.
+    pub(crate) request_digest: String,
+    /// Attestations and reproducibility, the config's over the builder's defaults.
+    pub(crate) asked: Asked,
 }
 
 /// Verifies, spools and indexes a request.
@@ -110,6 +115,12 @@ pub(crate) async fn prepare(builder: &Builder, req: Request) -> Result<Prepared,
     let decision = settings
         .policy
         .check(&config, &dockerfile, tenant_header.as_deref())?;
+    let asked = crate::attest::settle(
+        &config,
+        &settings.attest,
+        &settings.policy,
+        archive.newest_mtime(),
+    )?;
     let secrets = open_secrets(settings.secrets_key.as_ref(), archive.secrets.as_deref())?;
     Ok(Prepared {
         _workdir: workdir,
@@ -118,6 +129,8 @@ pub(crate) async fn prepare(builder: &Builder, req: Request) -> Result<Prepared,
         decision,
         secrets,
         bytes_in: verified.len,
+        request_digest: format!("sha256:{}", hex::encode(verified.sha256)),
+        asked,
     })
 }
 

@@ -238,10 +238,16 @@ pub fn fuzz_build_config(data: &[u8]) {
         assert!(reference.is_within(&reference.namespace()));
         assert!(reference.repository().starts_with(reference.registry()));
     }
-    for platform in &config.platforms {
-        assert!(
-            matches!(platform.split('/').count(), 2 | 3),
+    for (index, platform) in config.platforms.iter().enumerate() {
+        // Normal, and named once.
+        assert_eq!(
+            crate::platform::normalize(platform).as_ref(),
+            Some(platform),
             "platform {platform:?}"
+        );
+        assert!(
+            !config.platforms[..index].contains(platform),
+            "{platform:?}"
         );
     }
     for name in config.build_args.keys() {

@@ -11,6 +11,7 @@
 //! Its Prometheus metrics are served apart, on `metrics_port` (default 8082).
 
 mod archive;
+mod attest;
 mod build;
 mod buildconfig;
 mod builder;
@@ -23,6 +24,7 @@ mod intake;
 #[doc(hidden)]
 pub mod internals;
 mod metrics;
+mod platform;
 mod policy;
 mod pool;
 mod respond;
@@ -39,6 +41,7 @@ use std::sync::Arc;
 use openfaas_runtime::http::{Method, StatusCode};
 use openfaas_runtime::{handler, json, json_error, BoxError, Init, Request, Response};
 
+pub use attest::Defaults as AttestDefaults;
 pub use builder::Builder;
 pub use policy::{Policy, TenantRule, TenantRuleError};
 pub use pool::{Daemons, DaemonsError};

@@ -115,6 +115,8 @@ impl Answer {
             duration: secs(self.started),
             digest: built.digest,
             steps: steps.map(Steps::from),
+            request_digest: self.logged.request.clone(),
+            attestations: built.attestations,
             ..Report::default()
         }
     }
@@ -141,6 +143,8 @@ impl Answer {
             digest: None,
             steps: steps.map(Steps::from),
             daemon: None,
+            request_digest: self.logged.request.clone(),
+            attestations: Vec::new(),
         }
     }
 
@@ -158,7 +162,9 @@ impl Answer {
             image,
             tenant,
             bytes_in,
+            request,
         } = &self.logged;
+        let request = request.as_deref().unwrap_or("-");
         let call_id = &self.call_id;
         match result {
             Ok(()) => tracing::info!(
@@ -166,6 +172,7 @@ impl Answer {
                 image = %image,
                 tenant = %tenant,
                 daemon,
+                request,
                 status = "success",
                 duration,
                 bytes_in,
@@ -178,6 +185,7 @@ impl Answer {
                 image = %image,
                 tenant = %tenant,
                 daemon,
+                request,
                 status = "failed",
                 code = err.status().as_u16(),
                 error = %err,
@@ -277,6 +285,8 @@ struct Logged {
     image: String,
     tenant: String,
     bytes_in: u64,
+    /// `sha256:…` of the signed body.
+    request: Option<String>,
 }
 
 impl Logged {
@@ -290,6 +300,7 @@ impl Logged {
                 .unwrap_or_default(),
             tenant: prepared.decision.tenant.clone(),
             bytes_in: prepared.bytes_in,
+            request: Some(prepared.request_digest.clone()),
         }
     }
 }

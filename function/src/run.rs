@@ -121,8 +121,8 @@ async fn build(builder: &Builder, prepared: Prepared, lines: mpsc::Sender<String
 }
 
 /// What the build may read with the builder's registry credentials: its tenant's own
-/// repositories and cache refs (pull and push); `base_image_prefixes` and the allowed frontends
-/// (pull).
+/// repositories and cache refs (pull and push); `base_image_prefixes`, the allowed frontends
+/// (pull), and the SBOM generator it runs.
 fn read_policy(builder: &Builder, prepared: &Prepared, cache: &buildkit::Cache) -> ReadPolicy {
     let policy = &builder.settings.policy;
     let Some(base) = &policy.base_images else {
@@ -135,6 +135,14 @@ fn read_policy(builder: &Builder, prepared: &Prepared, cache: &buildkit::Cache) 
             .collect(),
         shared: (base.iter().cloned())
             .chain(policy.frontends.iter().map(ImageRef::as_prefix))
+            .chain(
+                prepared
+                    .asked
+                    .attestations
+                    .sbom
+                    .iter()
+                    .map(ImageRef::as_prefix),
+            )
             .collect(),
     }
 }
@@ -198,10 +206,23 @@ async fn request(
     request.insecure_registries = builder.settings.insecure_registries.clone();
     request.read_policy = read_policy(builder, prepared, &request.cache);
     request.timeout = Some(builder.settings.build_timeout);
-    if let RemoteSources::Only(prefixes) = &builder.settings.policy.remote_sources {
+    let asked = &prepared.asked;
+    let restricted = match &builder.settings.policy.remote_sources {
+        RemoteSources::Only(prefixes) => Some(prefixes),
+        RemoteSources::Any => None,
+    };
+    // Asked once, for every check that needs it.
+    let needs_version =
+        restricted.is_some() || asked.attestations.any() || asked.source_date_epoch.is_some();
+    let version = if needs_version {
+        Some(client.version().await?)
+    } else {
+        None
+    };
+    if let (Some(prefixes), Some(version)) = (restricted, &version) {
         // BuildKit v0.11+ (which answers Info) applies a source policy to every source, after
         // ARG expansion; an older daemon would fetch what the builder could not check.
-        match client.version().await? {
+        match version {
             Some(_) => request.remote_sources = RemoteSources::Only(prefixes.clone()),
             None => {
                 if let Some(source) = prepared.decision.unproven.first() {
@@ -209,6 +230,32 @@ async fn request(
                 }
             }
         }
+    }
+    if let Some(version) = &version {
+        if let Some((what, needs)) = crate::attest::lacking(asked, version.as_deref()) {
+            return Err(BuildError::DaemonCannot {
+                daemon: lease.member.name.clone(),
+                version: version.clone().unwrap_or_else(|| {
+                    "a Docker Engine's BuildKit or one before v0.11: it answers no Info".to_owned()
+                }),
+                what,
+                needs,
+            });
+        }
+    }
+    request.attestations = asked.attestations.clone();
+    request.source_date_epoch = asked.source_date_epoch;
+    request.annotations.insert(
+        crate::attest::REQUEST_ANNOTATION.to_owned(),
+        prepared.request_digest.clone(),
+    );
+    if asked.attestations.provenance.is_some() {
+        // Provenance records the frontend's options (of every mode, build args and labels only
+        // in `max`); the Dockerfile frontend ignores this one.
+        request.frontend_attrs.insert(
+            crate::attest::REQUEST_ANNOTATION.to_owned(),
+            prepared.request_digest.clone(),
+        );
     }
     if let Some(to) = request.cache.export.as_ref() {
         if matches!(lease.member.address(), buildkit::Address::Docker(_)) {

@@ -61,6 +61,9 @@ pub struct Settings {
     /// Where each request's body and context are unpacked (`work_dir`), default the system's
     /// temp dir; each request's dir is removed when it ends.
     pub work_dir: PathBuf,
+    /// Attestations and reproducibility for builds whose config does not say (`provenance`,
+    /// `sbom`, `sbom_generator`, `reproducible`).
+    pub attest: crate::attest::Defaults,
     /// The port Prometheus scrapes `GET /metrics` on, on every interface (`metrics_port`,
     /// default 8082); `None` (`0` or `off`): no metrics server.
     pub metrics_port: Option<u16>,
@@ -212,6 +215,33 @@ impl Settings {
                     .map_err(|e| err("base_image_prefixes", e.to_string()))?,
             ),
         };
+        let flag = |var: &'static str| match get(var).as_deref().map(str::trim) {
+            None | Some("" | "false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(err(var, format!("{other:?} is not true or false"))),
+        };
+        let attest = crate::attest::Defaults {
+            provenance: match get("provenance").as_deref().map(str::trim) {
+                None | Some("" | "none") => None,
+                Some("min") => Some(buildkit::Provenance::Min),
+                Some("max") => Some(buildkit::Provenance::Max),
+                Some(other) => {
+                    return Err(err(
+                        "provenance",
+                        format!("{other:?} is not min, max or none"),
+                    ))
+                }
+            },
+            sbom: flag("sbom")?,
+            sbom_generator: match get("sbom_generator").filter(|v| !v.trim().is_empty()) {
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|e: buildkit::ReferenceError| err("sbom_generator", e.to_string()))?,
+                None => crate::attest::Defaults::default().sbom_generator,
+            },
+            reproducible: flag("reproducible")?,
+        };
         let tenant_namespace = get("tenant_namespace").filter(|v| !v.trim().is_empty());
         if let Some(template) = &tenant_namespace {
             if !template.contains("{tenant}")
@@ -247,6 +277,7 @@ impl Settings {
             build_timeout,
             work_dir: get("work_dir").map_or_else(std::env::temp_dir, PathBuf::from),
             metrics_port,
+            attest,
             policy: Policy {
                 frontends: match get("allowed_frontends") {
                     Some(v) => parsed::<buildkit::ImageRef>(&v)

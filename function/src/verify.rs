@@ -6,7 +6,7 @@
 use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use openfaas_runtime::{Body, DeadlineExceeded};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use std::io::Write;
 
 use bytes::Bytes;
@@ -66,6 +66,8 @@ pub(crate) struct Verified {
     pub(crate) len: u64,
     /// The whole body, when it fitted in memory; `None` when it went to the spill file.
     pub(crate) memory: Option<Vec<u8>>,
+    /// SHA-256 of the body, as received: what the image's annotation names.
+    pub(crate) sha256: [u8; 32],
 }
 
 /// Where a body goes while it streams in.
@@ -159,6 +161,7 @@ pub(crate) async fn verify(
     let mut spill = Some(spill);
     let mut sink = Sink::Memory(Vec::new());
     let mut len = 0u64;
+    let mut sha256 = Sha256::new();
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|e| match e.downcast_ref::<DeadlineExceeded>() {
@@ -176,6 +179,7 @@ pub(crate) async fn verify(
         if let Some(mac) = mac.as_mut() {
             mac.update(&chunk);
         }
+        sha256.update(&chunk);
         if let Sink::Memory(held) = &mut sink {
             if held.len() + chunk.len() <= SPOOL_BUFFER {
                 held.extend_from_slice(&chunk);
@@ -210,7 +214,11 @@ pub(crate) async fn verify(
         mac.verify_slice(&expected)
             .map_err(|_| VerifyError::BadSignature)?;
     }
-    Ok(Verified { len, memory })
+    Ok(Verified {
+        len,
+        memory,
+        sha256: sha256.finalize().into(),
+    })
 }
 
 /// `sha256=<hex>` → the digest bytes. Any header bytes are accepted without panicking.

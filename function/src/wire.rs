@@ -31,12 +31,40 @@ pub struct Config {
     /// Target platforms, e.g. `linux/arm64`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platforms: Option<Vec<String>>,
+    /// SLSA provenance to attach: `min`, `max` or `none`; absent: the builder's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
+    /// Whether the build is reproducible (`SOURCE_DATE_EPOCH`, layer timestamps rewritten);
+    /// absent: the builder's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reproducible: Option<bool>,
+    /// An SBOM to attach: `true` (the builder's generator), `false`, or a generator image;
+    /// absent: the builder's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<Sbom>,
     /// Build without pushing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_push: Option<bool>,
+    /// The reproducible build's `SOURCE_DATE_EPOCH` (seconds); absent: the newest mtime of the
+    /// context. Implies `reproducible`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_date_epoch: Option<u64>,
     /// Fields this version does not know: kept, so the builder can list them in the log.
     #[serde(flatten, skip_serializing)]
     pub unknown: BTreeMap<String, serde_json::Value>,
+}
+
+/// `"sbom"` of a config: whether to attach one, or the generator image that makes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected true, false or a generator image reference"
+)]
+pub enum Sbom {
+    /// With the builder's generator, or none.
+    Enabled(bool),
+    /// With this generator image (BuildKit's SBOM scanning protocol).
+    Generator(String),
 }
 
 /// `"cache": {"from": ["ref", …], "to": "ref"}` of a config.
@@ -94,6 +122,17 @@ pub struct Report {
     /// The BuildKit daemon that ran the build, by its stable name (`buildkitd-0`), once one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daemon: Option<String>,
+    /// `sha256:…` of the signed request body: the pushed image's `com.openfaas.build.request`
+    /// annotation, where the daemon writes annotations.
+    #[serde(
+        rename = "requestDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub request_digest: Option<String>,
+    /// Digests of the attestation manifests pushed in the image's index, one per platform.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<String>,
 }
 
 /// A build's Dockerfile steps (`[2/3] RUN …`), not BuildKit's own (`[internal] …`, exporting,

@@ -60,6 +60,7 @@ pub fn settings(bed: &Bed, dir: &Path) -> Settings {
         insecure_registries: Vec::new(),
         // Served only where a test asks ([`Server::serve_metrics`]).
         metrics_port: None,
+        attest: handler::AttestDefaults::default(),
     }
 }
 

@@ -16,6 +16,10 @@ pub struct Bed {
     pub registry: String,
     /// A busybox image in that registry (`<registry>/busybox:latest`).
     pub base_image: String,
+    /// A manifest list in that registry: busybox for linux/amd64 and linux/arm64.
+    pub base_image_multi: String,
+    /// The foreign platform this machine runs through QEMU (`linux/arm64`), or why there is none.
+    pub foreign_platform: Result<String, String>,
     /// `127.0.0.1:<port>` of a registry with htpasswd auth.
     pub auth_registry: String,
     /// Its user name.
@@ -53,6 +57,11 @@ impl Bed {
             docker_socket: PathBuf::from(var("FB_DOCKER_SOCKET")),
             registry: var("FB_REGISTRY"),
             base_image: var("FB_BASE_IMAGE"),
+            base_image_multi: var("FB_BASE_IMAGE_MULTI"),
+            foreign_platform: match var("FB_FOREIGN_PLATFORMS") {
+                none if none.starts_with("none") => Err(none),
+                platform => Ok(platform),
+            },
             auth_registry: var("FB_AUTH_REGISTRY"),
             auth_user: var("FB_AUTH_USER"),
             auth_password: var("FB_AUTH_PASSWORD"),

@@ -1,5 +1,7 @@
 //! [`Client`]: one connection to a daemon and the Control calls that are not a build.
 
+use std::collections::BTreeMap;
+
 use tonic::transport::Channel;
 
 use crate::connect::connect;
@@ -11,6 +13,9 @@ use crate::{Address, BuildkitError, TlsFiles};
 const MAX_DECODE: usize = 64 * 1024 * 1024;
 /// Old daemons receive at most 4 MiB per message on `/grpc`; our requests are far smaller.
 const MAX_ENCODE: usize = 16 * 1024 * 1024;
+/// The label a Docker Engine's worker carries when its images live in the containerd image
+/// store, which holds multi-platform images; buildx reads the same one (`driver/docker/driver.go`).
+const CONTAINERD_STORE: &str = "org.mobyproject.buildkit.worker.snapshotter";
 
 /// A connection to one BuildKit daemon: a standalone buildkitd or a Docker Engine's.
 #[derive(Clone, Debug)]
@@ -26,6 +31,8 @@ pub struct Worker {
     pub id: String,
     /// Platforms it builds for natively or under emulation, e.g. `linux/amd64`.
     pub platforms: Vec<String>,
+    /// Its labels, e.g. `org.mobyproject.buildkit.worker.executor`.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Client {
@@ -74,8 +81,24 @@ impl Client {
                         variant => format!("{}/{}/{variant}", p.os, p.architecture),
                     })
                     .collect(),
+                labels: worker.labels.into_iter().collect(),
             })
             .collect())
+    }
+
+    /// Whether the daemon can export one image for several platforms (a manifest list):
+    /// buildkitd can; a Docker Engine only with the containerd image store. Its classic store
+    /// keeps one platform per image, and its `moby` exporter refuses several (Docker 20.10:
+    /// `exporting multiple references to image store is currently unsupported`), but only once
+    /// every platform is built.
+    ///
+    /// # Errors
+    /// When a Docker Engine's workers cannot be listed.
+    pub async fn exports_multi_platform(&self) -> Result<bool, BuildkitError> {
+        if !matches!(self.address, Address::Docker(_)) {
+            return Ok(true);
+        }
+        Ok(containerd_store(&self.list_workers().await?))
     }
 
     /// The daemon's BuildKit version, or `None` where it has no `Info` call (BuildKit before
@@ -89,5 +112,39 @@ impl Client {
             Err(status) if status.code() == tonic::Code::Unimplemented => Ok(None),
             Err(status) => Err(BuildkitError::rpc("Info", status)),
         }
+    }
+}
+
+/// Whether a Docker Engine's workers keep its images in the containerd image store.
+fn containerd_store(workers: &[Worker]) -> bool {
+    workers
+        .iter()
+        .any(|worker| worker.labels.contains_key(CONTAINERD_STORE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(labels: &[(&str, &str)]) -> Worker {
+        Worker {
+            id: "moby".to_owned(),
+            platforms: vec!["linux/amd64".to_owned(), "linux/arm64".to_owned()],
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn only_a_worker_that_names_its_snapshotter_has_the_containerd_store() {
+        // Docker 20.10's worker, as the bed's dockerd answers: no labels at all.
+        assert!(!containerd_store(&[worker(&[])]));
+        assert!(!containerd_store(&[]));
+        let other = worker(&[("org.mobyproject.buildkit.worker.executor", "oci")]);
+        assert!(!containerd_store(std::slice::from_ref(&other)));
+        let containerd = worker(&[(CONTAINERD_STORE, "overlayfs")]);
+        assert!(containerd_store(&[other, containerd]));
     }
 }

@@ -95,6 +95,11 @@ pub enum BuildkitError {
         /// The steps that were running, each named once, in the order they started.
         running: Vec<String>,
     },
+    /// An image for several platforms, and a daemon that cannot export one: a Docker Engine with
+    /// its classic image store (Docker 20.10's). Found before the build where the daemon's
+    /// workers tell ([`crate::Client::exports_multi_platform`]), else from the exporter's refusal.
+    #[error("this daemon cannot export a multi-platform image: a Docker Engine with its classic image store (such as Docker 20.10) keeps one platform per image; ask for one platform, or build on buildkitd or on a Docker Engine with the containerd image store")]
+    MultiPlatformUnsupported,
     /// The session with the daemon broke.
     #[error("buildkit session: {message}")]
     Session {

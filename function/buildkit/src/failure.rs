@@ -59,6 +59,8 @@ const STEP_WORDING: &[&str] = &[
 
 /// How BuildKit's source policy words a refusal: `source "…" denied by policy`.
 const SOURCE_DENIED: &str = "denied by policy";
+/// How a Docker Engine's `moby` exporter (classic image store) refuses several platforms.
+const MULTI_PLATFORM_REFUSED: &str = "exporting multiple references to image store";
 const SOLVE: &str = "github.com/moby/buildkit/errdefs.Solve+json";
 const EXIT: &str = "github.com/moby/buildkit/gatewayapi.ExitMessage+json";
 
@@ -235,6 +237,9 @@ pub(crate) fn solve_error(
     }
     let details = Details::of(status);
     if !details.step_failed(status.message()) {
+        if status.message().contains(MULTI_PLATFORM_REFUSED) {
+            return BuildkitError::MultiPlatformUnsupported;
+        }
         if let Some(fault) = registry_fault(status.message()) {
             return BuildkitError::Registry {
                 fault,
@@ -369,6 +374,27 @@ mod tests {
         for (message, want) in cases {
             assert_eq!(registry_fault(message), want, "{message}");
         }
+    }
+
+    #[test]
+    fn the_classic_image_stores_refusal_of_several_platforms_is_named_as_such() {
+        let docker: Address = "docker://".parse().unwrap();
+        // Docker 20.10's words, after every platform was built.
+        let status = tonic::Status::unknown(
+            "failed to solve: exporting multiple references to image store is currently unsupported",
+        );
+        assert!(matches!(
+            solve_error(&docker, &status, None),
+            BuildkitError::MultiPlatformUnsupported
+        ));
+        // A step's own output saying the same stays the step's failure.
+        let status = tonic::Status::unknown(
+            "executor failed running [/bin/sh -c echo 'exporting multiple references to image store' && exit 1]: exit code: 1",
+        );
+        assert!(matches!(
+            solve_error(&docker, &status, None),
+            BuildkitError::Build { .. }
+        ));
     }
 
     #[test]

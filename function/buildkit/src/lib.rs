@@ -62,7 +62,7 @@ pub use fs::{DirTree, Entry, EntryKind, SourceTree};
 pub use progress::Event;
 pub use reference::{ImageRef, ReferenceError, RepoPrefix};
 pub use render::{log_line, render};
-pub use request::{BuildRequest, Cache, NetworkMode, Output};
+pub use request::{Attestations, BuildRequest, Cache, NetworkMode, Output, Provenance};
 pub use solve::{BuildOutcome, Built};
 pub use sourcepolicy::RemoteSources;
 pub use steps::Steps;

@@ -36,6 +36,42 @@ pub enum Output {
     Discard,
 }
 
+/// SLSA provenance attached to the image (BuildKit's `attest:provenance`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provenance {
+    /// The build's inputs and frontend options, without build args, labels or secrets' ids.
+    Min,
+    /// All of `Min`, with the build args, the LLB definition and each step's sources.
+    Max,
+}
+
+impl Provenance {
+    /// Its `mode=` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Min => "min",
+            Self::Max => "max",
+        }
+    }
+}
+
+/// In-toto attestations of the image: BuildKit v0.11+ exports them in the image's index, one
+/// attestation manifest per platform.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attestations {
+    /// SLSA provenance, if asked for.
+    pub provenance: Option<Provenance>,
+    /// The SBOM generator image (BuildKit's SBOM scanning protocol), if an SBOM is asked for.
+    pub sbom: Option<ImageRef>,
+}
+
+impl Attestations {
+    /// Whether any is asked for.
+    pub fn any(&self) -> bool {
+        self.provenance.is_some() || self.sbom.is_some()
+    }
+}
+
 /// A Dockerfile build.
 pub struct BuildRequest {
     /// The build context; also where the Dockerfile is read from.
@@ -75,6 +111,15 @@ pub struct BuildRequest {
     pub remote_sources: RemoteSources,
     /// Which images the build may pull and push with `registry_auth`'s credentials.
     pub read_policy: ReadPolicy,
+    /// Attestations to attach to the pushed image (buildkitd v0.11+ only).
+    pub attestations: Attestations,
+    /// `SOURCE_DATE_EPOCH` (seconds) of a reproducible build: the image's creation time, its
+    /// history's, and every layer file's mtime clamped to it (`rewrite-timestamp`, buildkitd
+    /// v0.13+).
+    pub source_date_epoch: Option<u64>,
+    /// OCI annotations of the pushed image's manifests (and of its index, when there is one), on
+    /// buildkitd: a Docker Engine's moby exporter writes none.
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// A build's registry layer cache.
@@ -109,6 +154,9 @@ impl BuildRequest {
             timeout: None,
             remote_sources: RemoteSources::Any,
             read_policy: ReadPolicy::Any,
+            attestations: Attestations::default(),
+            source_date_epoch: None,
+            annotations: BTreeMap::new(),
         }
     }
 }
@@ -134,6 +182,18 @@ pub(crate) fn solve_request(
     if req.network == NetworkMode::None {
         attrs.insert("force-network-mode".to_owned(), "none".to_owned());
     }
+    if let Some(mode) = req.attestations.provenance {
+        attrs.insert(
+            "attest:provenance".to_owned(),
+            format!("mode={}", mode.as_str()),
+        );
+    }
+    if let Some(generator) = &req.attestations.sbom {
+        attrs.insert("attest:sbom".to_owned(), format!("generator={generator}"));
+    }
+    if let Some(epoch) = req.source_date_epoch {
+        attrs.insert("build-arg:SOURCE_DATE_EPOCH".to_owned(), epoch.to_string());
+    }
     for (name, value) in &req.frontend_attrs {
         attrs.insert(name.clone(), value.clone());
     }
@@ -145,18 +205,24 @@ pub(crate) fn solve_request(
         }),
         (Output::Push(image), false) => Some(Exporter {
             r#type: "image".to_owned(),
-            attrs: registry_attrs(
+            attrs: image_attrs(
                 req,
-                image,
-                &[("name", &image.to_string()), ("push", "true")],
+                registry_attrs(
+                    req,
+                    image,
+                    &[("name", &image.to_string()), ("push", "true")],
+                ),
             ),
         }),
         (Output::Tag(image), false) => Some(Exporter {
             r#type: "image".to_owned(),
-            attrs: HashMap::from([
-                ("name".to_owned(), image.to_string()),
-                ("push".to_owned(), "false".to_owned()),
-            ]),
+            attrs: image_attrs(
+                req,
+                HashMap::from([
+                    ("name".to_owned(), image.to_string()),
+                    ("push".to_owned(), "false".to_owned()),
+                ]),
+            ),
         }),
         (Output::Discard, _) => None,
     };
@@ -193,6 +259,25 @@ pub(crate) fn solve_request(
         source_policy: crate::sourcepolicy::build(&req.remote_sources, access),
         ..SolveRequest::default()
     }
+}
+
+/// buildkitd's image exporter attributes: `attrs`, with the request's annotations and, for a
+/// reproducible build, `rewrite-timestamp`.
+fn image_attrs(req: &BuildRequest, mut attrs: HashMap<String, String>) -> HashMap<String, String> {
+    // The index too where attestations make one (an OCI index then, whatever the platforms).
+    // Not a plain multi-platform list: an index annotation makes BuildKit write OCI media types
+    // where it would write Docker's list, and it refuses one on a lone manifest.
+    let index = req.attestations.any();
+    for (key, value) in &req.annotations {
+        attrs.insert(format!("annotation.{key}"), value.clone());
+        if index {
+            attrs.insert(format!("annotation-index.{key}"), value.clone());
+        }
+    }
+    if req.source_date_epoch.is_some() {
+        attrs.insert("rewrite-timestamp".to_owned(), "true".to_owned());
+    }
+    attrs
 }
 
 /// `pairs` as exporter or cache attributes, with `registry.insecure=true` when `reference`'s

@@ -41,6 +41,8 @@ pub struct Built {
     pub digest: Option<String>,
     /// The daemon's exporter response (e.g. `containerimage.digest`, `image.name`).
     pub exporter_response: HashMap<String, String>,
+    /// Digests of the attestation manifests in the pushed index, one per platform.
+    pub attestations: Vec<String>,
 }
 
 /// Aborts a spawned task when dropped, so no path leaves it running.
@@ -93,6 +95,14 @@ impl Client {
         log: Arc<Mutex<StepLog>>,
     ) -> Result<Built, BuildkitError> {
         let is_docker = matches!(self.address, Address::Docker(_));
+        // Said before the build: a Docker Engine that cannot export them would build every
+        // platform (under emulation, slowly) and refuse only then.
+        if req.platforms.len() > 1
+            && req.output != Output::Discard
+            && !self.exports_multi_platform().await?
+        {
+            return Err(BuildkitError::MultiPlatformUnsupported);
+        }
         // Only a daemon that answers Info (BuildKit v0.11+) applies a source policy.
         let enforces = req.read_policy != ReadPolicy::Any && self.version().await?.is_some();
         let access = Arc::new(Access::new(
@@ -158,9 +168,11 @@ impl Client {
             (Output::Push(_), _) => exporter_response.get("containerimage.digest").cloned(),
             _ => None,
         };
+        let attestations = lock(&log).attestations();
         Ok(Built {
             digest,
             exporter_response,
+            attestations,
         })
     }
 }

@@ -14,6 +14,9 @@ const FAILED_STEP_LINES: usize = 20;
 /// image` step: `pushing layers`, then `pushing manifest for <ref>` (BuildKit
 /// `util/push/push.go`). The cache export names its own `writing …` and `sending cache export`.
 const PUSH_COUNTER: &str = "pushing ";
+/// How buildkitd's image exporter names the step that writes one attestation manifest, followed by
+/// its digest (BuildKit `exporter/containerimage/writer.go`).
+const ATTESTATION_MANIFEST: &str = "exporting attestation manifest ";
 
 /// A build's Dockerfile steps (`[2/3] RUN …`), not BuildKit's own (`[internal] …`, exporting,
 /// pushing): how many there were and how many came from the cache.
@@ -45,6 +48,8 @@ pub(crate) struct StepLog {
     push_window: Option<(SystemTime, SystemTime)>,
     /// The push measured by the caller (a Docker Engine's, after the solve).
     push_took: Option<Duration>,
+    /// Digests of the attestation manifests the exporter wrote, in the order it wrote them.
+    attestations: Vec<String>,
 }
 
 impl StepLog {
@@ -92,6 +97,17 @@ impl StepLog {
                     Some((first, last)) => (first.min(from), last.max(to)),
                     None => (from, to),
                 });
+                return;
+            }
+            Event::Status {
+                id,
+                completed: true,
+                ..
+            } if id.starts_with(ATTESTATION_MANIFEST) => {
+                let digest = id[ATTESTATION_MANIFEST.len()..].trim().to_owned();
+                if !self.attestations.contains(&digest) {
+                    self.attestations.push(digest);
+                }
                 return;
             }
             Event::Log { vertex, line, .. } => {
@@ -146,6 +162,11 @@ impl StepLog {
             self.push_window
                 .map(|(first, last)| last.duration_since(first).unwrap_or_default())
         })
+    }
+
+    /// The attestation manifests the exporter wrote (`sha256:…`).
+    pub(crate) fn attestations(&self) -> Vec<String> {
+        self.attestations.clone()
     }
 
     /// The first step that failed (not one canceled because another failed).
@@ -276,5 +297,30 @@ mod tests {
         // A push the caller measured (a Docker Engine's) is what it says.
         log_.pushed(Duration::from_millis(700));
         assert_eq!(log_.push(), Some(Duration::from_millis(700)));
+    }
+
+    #[test]
+    fn attestation_manifests_are_the_exporters_finished_ones_each_once() {
+        let status = |id: &str, completed: bool| Event::Status {
+            vertex: "export".into(),
+            id: id.into(),
+            current: 0,
+            total: 0,
+            at: SystemTime::UNIX_EPOCH,
+            started: None,
+            completed,
+        };
+        let mut log_ = StepLog::default();
+        for event in [
+            status("exporting manifest sha256:aa", true),
+            status("exporting attestation manifest sha256:bb", false),
+            status("exporting attestation manifest sha256:bb", true),
+            status("exporting attestation manifest sha256:bb", true),
+            status("exporting attestation manifest sha256:cc", true),
+            status("exporting manifest list sha256:dd", true),
+        ] {
+            log_.observe(&event);
+        }
+        assert_eq!(log_.attestations(), ["sha256:bb", "sha256:cc"]);
     }
 }

@@ -64,6 +64,12 @@ pub(crate) struct Archive {
 }
 
 impl Archive {
+    /// The newest mtime of the context's entries, in whole seconds since 1970 (0 for older).
+    pub(crate) fn newest_mtime(&self) -> u64 {
+        let newest = self.nodes.values().map(|n| n.mtime_ns).max().unwrap_or(0);
+        u64::try_from(newest.div_euclid(1_000_000_000)).unwrap_or(0)
+    }
+
     /// Indexes the spooled request at `spool` (a gzip body is decompressed once, into a second
     /// file beside it). `dockerfile` must resolve to a regular file of the context.
     ///

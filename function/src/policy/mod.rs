@@ -127,6 +127,14 @@ pub(crate) enum PolicyError {
         /// The setting's value, for the message.
         allowed: String,
     },
+    /// The config's SBOM generator is not an allowed frontend repository.
+    #[error("sbom generator {image:?} is not allowed by allowed_frontends ({allowed}) nor sbom_generator")]
+    SbomGenerator {
+        /// The image named.
+        image: String,
+        /// The setting's value, for the message.
+        allowed: String,
+    },
     /// A `BUILDKIT_*` build arg that changes how BuildKit runs the build.
     #[error("buildArgs.{name}: BUILDKIT_* build args are set by the builder, not the caller (allowed: {})", SAFE_BUILDKIT_ARGS.join(", "))]
     ReservedArg {
@@ -253,19 +261,13 @@ impl Policy {
         }
         let mut attrs = BTreeMap::new();
         match syntax(dockerfile) {
-            Some(image) if self.allows_frontend(&image) => {
+            Some(image) if image.parse().is_ok_and(|i| self.allows_frontend(&i)) => {
                 attrs.insert("build-arg:BUILDKIT_SYNTAX".to_owned(), image);
             }
             Some(image) => {
                 return Err(PolicyError::Frontend {
                     image,
-                    allowed: if self.frontends.is_empty() {
-                        "empty: the built-in frontend only".to_owned()
-                    } else {
-                        let names: Vec<String> =
-                            self.frontends.iter().map(ImageRef::repository).collect();
-                        names.join(",")
-                    },
+                    allowed: self.frontends_named(),
                 })
             }
             // Whatever BuildKit's own parser finds, the built-in frontend does not forward.
@@ -318,14 +320,21 @@ impl Policy {
         }
     }
 
-    /// Whether `image` (a `# syntax=` value) names an allowed frontend repository; a value that
-    /// is no reference names none.
-    fn allows_frontend(&self, image: &str) -> bool {
-        image.parse::<ImageRef>().is_ok_and(|image| {
-            self.frontends
-                .iter()
-                .any(|allowed| allowed.repository() == image.repository())
-        })
+    /// Whether `image` (a `# syntax=` value, an SBOM generator) is of an allowed frontend
+    /// repository, whatever its tag or digest.
+    pub(crate) fn allows_frontend(&self, image: &ImageRef) -> bool {
+        self.frontends
+            .iter()
+            .any(|allowed| allowed.repository() == image.repository())
+    }
+
+    /// `allowed_frontends`, for messages.
+    pub(crate) fn frontends_named(&self) -> String {
+        if self.frontends.is_empty() {
+            return "empty: the built-in frontend only".to_owned();
+        }
+        let names: Vec<String> = self.frontends.iter().map(ImageRef::repository).collect();
+        names.join(",")
     }
 
     /// The tenant's own repositories, as `tenant_from` defines the tenant: the image's
