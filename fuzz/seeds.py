@@ -51,8 +51,8 @@ def sym(name, target):
     return entry(name, tarfile.SYMTYPE, link=target, mode=0o777)
 
 
-def hard(name, target):
-    return entry(name, tarfile.LNKTYPE, link=target)
+def hard(name, target, mode=0o644):
+    return entry(name, tarfile.LNKTYPE, link=target, mode=mode)
 
 
 def tar(entries, fmt=tarfile.GNU_FORMAT, config=True):
@@ -112,6 +112,10 @@ def archive_seeds():
     w("hardlink-later", [DOCKERFILE, hard("context/h", "context/z"), f("context/z")])
     w("hardlink-through-link", [DOCKERFILE, sym("context/l", "."), f("context/f"),
                                 hard("context/h", "context/l/f")])
+    # One inode, three names across dirs, one header with another mode; then a name replaced.
+    w("hardlink-group", [DOCKERFILE, f("context/a", "data"), hard("context/d/b", "context/a"),
+                         hard("context/e/c", "context/d/b", mode=0o755), f("context/a", "new"),
+                         hard("context/n", "context/a")])
     w("fifo", [DOCKERFILE, entry("context/p", tarfile.FIFOTYPE)])
     w("dir-replaced", [DOCKERFILE, d("context/a"), f("context/a", "file")])
     w("file-then-dir", [DOCKERFILE, f("context/a"), d("context/a")])

@@ -122,7 +122,8 @@ pub fn fuzz_archive_index(data: &[u8]) -> Result<usize, Refusal> {
 }
 
 /// Everything `archive` serves, by path, walked through `read_dir` and `open` only, in walk
-/// order (a directory before its contents, so it can be laid out in this order).
+/// order (a directory before its contents, so it can be laid out in this order); the files of a
+/// link group checked to show one stat and one content.
 fn served(
     archive: &crate::archive::Archive,
 ) -> std::collections::BTreeMap<String, buildkit::EntryKind> {
@@ -131,6 +132,7 @@ fn served(
     use buildkit::{EntryKind, SourceTree};
 
     let mut served = std::collections::BTreeMap::new();
+    let mut inodes = std::collections::HashMap::new();
     let mut dirs = vec![String::new()];
     while let Some(dir) = dirs.pop() {
         let entries = archive
@@ -158,6 +160,12 @@ fn served(
                         .and_then(|mut file| file.read_to_end(&mut bytes))
                         .unwrap_or_else(|e| panic!("file {path:?} does not read: {e}"));
                     assert_eq!(bytes.len() as u64, entry.size, "{path:?}'s size");
+                    if let Some(group) = entry.link_group {
+                        // The names of one inode show one stat and one content.
+                        let inode = (entry.permissions, entry.mtime_ns, bytes);
+                        let first = inodes.entry(group).or_insert_with(|| inode.clone());
+                        assert_eq!(*first, inode, "{path:?} differs from its link group");
+                    }
                 }
                 EntryKind::Symlink { target } => {
                     assert!(

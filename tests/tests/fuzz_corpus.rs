@@ -55,6 +55,7 @@ fn archive_seeds_are_served_or_refused_as_named() {
         "seed-gnu-long-name",
         "seed-dockerfile-via-link",
         "seed-link-inside-chain",
+        "seed-hardlink-group",
         "seed-secrets",
     ] {
         assert!(index(served).is_ok(), "{served}: {:?}", index(served));

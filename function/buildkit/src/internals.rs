@@ -185,26 +185,33 @@ pub fn check_order(sent: &[(String, bool)]) {
     }
 }
 
-/// An in-memory tree: paths to kinds, every proper prefix of a path a directory. Shared with the
-/// walk's unit tests.
-pub(crate) struct MemTree(BTreeMap<String, EntryKind>);
+/// An in-memory tree: paths to kinds, every proper prefix of a path a directory, and the link
+/// group of files that are hardlinks of one another. Shared with the walk's unit tests.
+pub(crate) struct MemTree(BTreeMap<String, EntryKind>, BTreeMap<String, u64>);
 
 impl MemTree {
     /// The given paths as files (any string is a path: the fuzz targets' trees).
     pub(crate) fn new<S: AsRef<str>>(paths: &[S]) -> Self {
-        let mut tree = Self(BTreeMap::new());
+        let mut tree = Self(BTreeMap::new(), BTreeMap::new());
         for path in paths {
             tree.add(path.as_ref(), EntryKind::File);
         }
         tree
     }
 
-    /// Paths as written in tests: `dir/` a directory, `link -> target` a symlink, the rest
-    /// files.
+    /// Paths as written in tests: `dir/` a directory, `link -> target` a symlink, `name == file`
+    /// a hardlink of an earlier-listed file, the rest files.
     #[cfg(test)]
     pub(crate) fn parse(specs: &[&str]) -> Self {
-        let mut tree = Self(BTreeMap::new());
+        let mut tree = Self(BTreeMap::new(), BTreeMap::new());
         for spec in specs {
+            if let Some((name, file)) = spec.split_once(" == ") {
+                let next = tree.1.len() as u64;
+                let group = *tree.1.entry(file.to_owned()).or_insert(next);
+                tree.1.insert(name.to_owned(), group);
+                tree.add(name, EntryKind::File);
+                continue;
+            }
             match (spec.strip_suffix('/'), spec.split_once(" -> ")) {
                 (Some(dir), _) => tree.add(dir, EntryKind::Dir),
                 (None, Some((link, target))) => tree.add(
@@ -253,6 +260,7 @@ impl SourceTree for MemTree {
                     permissions,
                     size: 3,
                     mtime_ns: 7,
+                    link_group: self.1.get(path).copied(),
                 })
             })
             .collect())

@@ -60,12 +60,14 @@ pub(crate) fn index(
         limits,
         buf: vec![0; 64 * 1024],
         nodes: BTreeMap::new(),
+        inodes: Vec::new(),
         config: None,
         secrets: None,
         entries: 0,
         bytes: 0,
     };
     indexer.read(BufReader::with_capacity(256 * 1024, file))?;
+    indexer.share_inode_stats();
     tree::check_links(&indexer.nodes)?;
     tree::check_dockerfile(&indexer.nodes, dockerfile)?;
     Ok(Indexed {
@@ -89,13 +91,36 @@ struct Indexer {
     /// Reused for every file's bytes while hashing them.
     buf: Vec<u8>,
     nodes: BTreeMap<String, Node>,
+    /// The final permissions and mtime of each regular file's inode (`Kind::File::inode`).
+    inodes: Vec<Inode>,
     config: Option<Vec<u8>>,
     secrets: Option<Vec<u8>>,
     entries: u64,
     bytes: u64,
 }
 
+/// What all the names of one inode show.
+struct Inode {
+    permissions: u32,
+    mtime_ns: i64,
+}
+
 impl Indexer {
+    /// Gives every name of an inode its inode's final permissions and mtime. Docker extracts a
+    /// tar context with chmod and chtimes after each entry, so a hardlink whose header says
+    /// otherwise than its target's changes the one inode all its names share: the last header
+    /// naming the inode decides. Each name must show the same, or BuildKit's content hash (which
+    /// gives a link its source's digest) would not describe what the daemon made.
+    fn share_inode_stats(&mut self) {
+        for node in self.nodes.values_mut() {
+            if let Kind::File { inode, .. } = node.kind {
+                let shared = &self.inodes[inode as usize];
+                node.permissions = shared.permissions;
+                node.mtime_ns = shared.mtime_ns;
+            }
+        }
+    }
+
     fn count_bytes(&mut self, n: u64) -> Result<(), IndexError> {
         self.bytes = self.bytes.saturating_add(n);
         if self.bytes > self.limits.bytes {
@@ -308,11 +333,21 @@ impl Indexer {
                 // BuildKit judges change by size, mode and mtime only, and reproducible packers
                 // fix mtimes: nanoseconds from the content make every content change visible.
                 let nanos = (hash % 1_000_000_000) as u32;
-                Node {
-                    kind: Kind::File { offset, size },
+                let inode = Inode {
                     permissions: meta.mode,
                     mtime_ns: mtime_ns(nanos)?,
-                }
+                };
+                let node = Node {
+                    kind: Kind::File {
+                        offset,
+                        size,
+                        inode: self.inodes.len() as u64,
+                    },
+                    permissions: inode.permissions,
+                    mtime_ns: inode.mtime_ns,
+                };
+                self.inodes.push(inode);
+                node
             }
             EntryType::Symlink => {
                 if link.is_empty() {
@@ -344,15 +379,21 @@ impl Indexer {
                 if parts.len() < 2 || parts[0] != CONTEXT_DIR {
                     return Err(not_earlier());
                 }
-                match self.nodes.get(&parts[1..].join("/")) {
+                let (node, inode) = match self.nodes.get(&parts[1..].join("/")) {
                     Some(
                         node @ Node {
-                            kind: Kind::File { .. },
+                            kind: Kind::File { inode, .. },
                             ..
                         },
-                    ) => node.clone(),
+                    ) => (node.clone(), *inode),
                     _ => return Err(not_earlier()),
-                }
+                };
+                // This header's mode and mtime are now the inode's; its nanoseconds still come
+                // from the content.
+                let shared = &mut self.inodes[inode as usize];
+                shared.permissions = meta.mode;
+                shared.mtime_ns = mtime_ns(shared.mtime_ns.rem_euclid(1_000_000_000) as u32)?;
+                node
             }
             other => {
                 return Err(entry_error(

@@ -32,14 +32,17 @@ pub(crate) struct Node {
     pub(crate) mtime_ns: i64,
 }
 
-/// What an entry is. A hardlink is the file it aliases.
+/// What an entry is. A hardlink is one more name of the file it aliases: the same bytes, the
+/// same `inode`, and (once indexed) the same permissions and mtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Kind {
     Dir,
-    /// `size` bytes at `offset` of the spool.
+    /// `size` bytes at `offset` of the spool; `inode` numbers the archive's regular-file
+    /// entries, and is shared by the hardlinks to one.
     File {
         offset: u64,
         size: u64,
+        inode: u64,
     },
     Symlink {
         target: String,
@@ -80,6 +83,13 @@ impl Archive {
         let plain = spool.with_extension("plain.tar");
         let indexed = index::index(spool, &plain, dockerfile, limits)?;
         let spool = Arc::new(File::open(&indexed.spool)?);
+        // Names per inode: an inode of one name is no link group.
+        let mut names: HashMap<u64, u32> = HashMap::new();
+        for node in indexed.nodes.values() {
+            if let Kind::File { inode, .. } = node.kind {
+                *names.entry(inode).or_default() += 1;
+            }
+        }
         let mut dirs: HashMap<String, Vec<Entry>> = HashMap::new();
         dirs.insert(String::new(), Vec::new());
         for (path, node) in &indexed.nodes {
@@ -87,9 +97,13 @@ impl Archive {
             if node.kind == Kind::Dir {
                 dirs.entry(path.clone()).or_default();
             }
+            let link_group = match node.kind {
+                Kind::File { inode, .. } if names[&inode] > 1 => Some(inode),
+                _ => None,
+            };
             dirs.entry(parent.to_owned())
                 .or_default()
-                .push(entry(name, node));
+                .push(entry(name, node, link_group));
         }
         Ok(Self {
             spool,
@@ -106,7 +120,7 @@ impl Archive {
     pub(crate) fn head(&self, path: &str, limit: u64) -> Option<Vec<u8>> {
         let resolved = buildkit::links::resolve(path, |p| tree::lookup(&self.nodes, p)).ok()?;
         let Some(Node {
-            kind: Kind::File { offset, size },
+            kind: Kind::File { offset, size, .. },
             ..
         }) = self.nodes.get(&resolved.path)
         else {
@@ -133,7 +147,7 @@ impl Archive {
     }
 }
 
-fn entry(name: &str, node: &Node) -> Entry {
+fn entry(name: &str, node: &Node, link_group: Option<u64>) -> Entry {
     let (kind, size) = match &node.kind {
         Kind::Dir => (EntryKind::Dir, 0),
         Kind::File { size, .. } => (EntryKind::File, *size),
@@ -150,6 +164,7 @@ fn entry(name: &str, node: &Node) -> Entry {
         permissions: node.permissions,
         size,
         mtime_ns: node.mtime_ns,
+        link_group,
     }
 }
 
@@ -166,7 +181,7 @@ impl SourceTree for Archive {
     fn open(&self, path: &str) -> io::Result<Box<dyn Read + Send>> {
         match self.nodes.get(path) {
             Some(Node {
-                kind: Kind::File { offset, size },
+                kind: Kind::File { offset, size, .. },
                 ..
             }) => {
                 self.sent.files.fetch_add(1, Ordering::Relaxed);

@@ -75,5 +75,36 @@ fn entry(name: String, path: &Path) -> io::Result<Entry> {
         permissions: meta.permissions().mode() & 0o7777,
         size: meta.len(),
         mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        // The inode number alone, as fsutil keys them: a context spans one file system.
+        link_group: (file_type.is_file() && meta.nlink() > 1).then(|| meta.ino()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_of_one_inode_share_a_link_group_and_lone_files_have_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir(root.join("sub")).unwrap();
+        fs::write(root.join("a"), "a").unwrap();
+        fs::hard_link(root.join("a"), root.join("sub/b")).unwrap();
+        fs::write(root.join("lone"), "l").unwrap();
+        let tree = DirTree::new(root);
+        let group = |dir: &str, name: &str| {
+            let entries = tree.read_dir(dir).unwrap();
+            entries
+                .into_iter()
+                .find(|e| e.name == name)
+                .unwrap()
+                .link_group
+        };
+        let a = group("", "a");
+        assert!(a.is_some());
+        assert_eq!(group("sub", "b"), a);
+        assert_eq!(group("", "lone"), None);
+        assert_eq!(group("", "sub"), None, "directories have no group");
+    }
 }

@@ -35,6 +35,11 @@ pub struct Entry {
     /// Modification time in nanoseconds since the Unix epoch. BuildKit decides whether a file
     /// changed by size, mode and this value, never by content.
     pub mtime_ns: i64,
+    /// For a regular file that is one of several names of one inode (hardlinks): an id its
+    /// other names share, unique within the tree. The walk sends the first name it keeps with the
+    /// data and the others as hardlinks to it, as fsutil does for files of one inode number, so
+    /// the daemon makes them one inode again. The tree gives every name the same metadata.
+    pub link_group: Option<u64>,
 }
 
 /// The kinds of entry a build context may hold.
