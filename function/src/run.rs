@@ -211,9 +211,11 @@ async fn request(
         RemoteSources::Only(prefixes) => Some(prefixes),
         RemoteSources::Any => None,
     };
-    // Asked once, for every check that needs it.
-    let needs_version =
-        restricted.is_some() || asked.attestations.any() || asked.source_date_epoch.is_some();
+    // Asked once, for every check that needs it (the read policy's in the build too).
+    let needs_version = restricted.is_some()
+        || request.read_policy != ReadPolicy::Any
+        || asked.attestations.any()
+        || asked.source_date_epoch.is_some();
     let version = if needs_version {
         Some(client.version().await?)
     } else {
@@ -243,6 +245,7 @@ async fn request(
             });
         }
     }
+    request.daemon_version = version;
     request.attestations = asked.attestations.clone();
     request.source_date_epoch = asked.source_date_epoch;
     request.annotations.insert(

@@ -117,6 +117,12 @@ pub struct BuildRequest {
     /// history's, and every layer file's mtime clamped to it (`rewrite-timestamp`, buildkitd
     /// v0.13+).
     pub source_date_epoch: Option<u64>,
+    /// The daemon's BuildKit version as the caller already asked it ([`Client::version`]:
+    /// `Some(None)` for a daemon without `Info`), so the build does not ask again; `None`: the
+    /// build asks where it needs to.
+    ///
+    /// [`Client::version`]: crate::Client::version
+    pub daemon_version: Option<Option<String>>,
     /// OCI annotations of the pushed image's manifests (and of its index, when there is one), on
     /// buildkitd: a Docker Engine's moby exporter writes none.
     pub annotations: BTreeMap<String, String>,
@@ -156,6 +162,7 @@ impl BuildRequest {
             read_policy: ReadPolicy::Any,
             attestations: Attestations::default(),
             source_date_epoch: None,
+            daemon_version: None,
             annotations: BTreeMap::new(),
         }
     }

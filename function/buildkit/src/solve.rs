@@ -104,7 +104,11 @@ impl Client {
             return Err(BuildkitError::MultiPlatformUnsupported);
         }
         // Only a daemon that answers Info (BuildKit v0.11+) applies a source policy.
-        let enforces = req.read_policy != ReadPolicy::Any && self.version().await?.is_some();
+        let enforces = req.read_policy != ReadPolicy::Any
+            && match &req.daemon_version {
+                Some(known) => known.is_some(),
+                None => self.version().await?.is_some(),
+            };
         let access = Arc::new(Access::new(
             req.read_policy.clone(),
             Arc::clone(&req.registry_auth),
