@@ -1,5 +1,6 @@
 //! Daemons of a test's own, on temp dirs, to kill and start again: Docker Engines and
-//! standalone buildkitds, started as tests/run starts the bed's.
+//! standalone buildkitds, started as tests/run starts the bed's; and one build on a client with its
+//! rendered log.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -327,4 +328,27 @@ impl OwnDaemon {
             Self::Dockerd(d) => d.launch().await,
         }
     }
+}
+
+/// Runs one build on `client`; returns its outcome and every rendered log line.
+///
+/// # Panics
+/// When the task collecting the log panics.
+pub async fn build_logged(
+    client: &buildkit::Client,
+    req: buildkit::BuildRequest,
+) -> (
+    Result<buildkit::Built, buildkit::BuildkitError>,
+    Vec<String>,
+) {
+    let (events, mut rx) = tokio::sync::mpsc::channel(256);
+    let lines = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        while let Some(event) = rx.recv().await {
+            lines.extend(buildkit::render(&event));
+        }
+        lines
+    });
+    let result = client.build(req, events).await.result;
+    (result, lines.await.unwrap())
 }

@@ -10,6 +10,7 @@ use buildkit::{
     RegistryFault,
 };
 use function_builder_tests::bed::{wait_for_process, Bed, Daemon};
+use function_builder_tests::daemons::build_logged;
 use function_builder_tests::fixtures::{dockerfile_context, tricky_context};
 use tokio::sync::mpsc;
 
@@ -23,16 +24,7 @@ async fn build(
         .expect("connect to the daemon");
     // The bed's dockerd has no bridge network: RUN steps get none.
     req.network = NetworkMode::None;
-    let (events, mut rx) = mpsc::channel(256);
-    let lines = tokio::spawn(async move {
-        let mut lines = Vec::new();
-        while let Some(event) = rx.recv().await {
-            lines.extend(buildkit::render(&event));
-        }
-        lines
-    });
-    let result = client.build(req, events).await.result;
-    (result, lines.await.unwrap())
+    build_logged(&client, req).await
 }
 
 fn context_request(dir: &std::path::Path, output: Output) -> BuildRequest {

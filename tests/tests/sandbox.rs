@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use buildkit::{BuildRequest, BuildkitError, Built, Client, DirTree, NetworkMode, Output};
 use function_builder_tests::bed::Bed;
+use function_builder_tests::daemons::build_logged as build;
 use function_builder_tests::fixtures::dockerfile_context;
 use function_builder_tests::rootless::{self, ProcessSandbox, RootlessBuildkitd};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::Mutex;
 
 /// One scenario at a time: without the sandbox B sees every process of the daemon's PID
 /// namespace, which on the bed is the machine's, so A of the other scenario too.
@@ -254,20 +255,6 @@ async fn connect(daemon: &RootlessBuildkitd) -> Client {
     Client::connect(daemon.address(), None)
         .await
         .unwrap_or_else(|err| panic!("connect to {}: {err}\n{}", daemon.address(), daemon.log()))
-}
-
-/// Runs one build; returns its outcome and rendered log lines.
-async fn build(client: &Client, req: BuildRequest) -> (Result<Built, BuildkitError>, Vec<String>) {
-    let (events, mut rx) = mpsc::channel(256);
-    let lines = tokio::spawn(async move {
-        let mut lines = Vec::new();
-        while let Some(event) = rx.recv().await {
-            lines.extend(buildkit::render(&event));
-        }
-        lines
-    });
-    let result = client.build(req, events).await.result;
-    (result, lines.await.unwrap())
 }
 
 /// Waits until some process has `var` (`NAME=VALUE`) in its environment; returns their pids.
